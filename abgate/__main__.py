@@ -1,0 +1,3 @@
+from abgate.cli.main import main
+
+main()

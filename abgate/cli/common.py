@@ -1,0 +1,55 @@
+"""Options shared by every command, and the objects they open."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+
+from gateway.config_store import ConfigStore, FileConfigStore
+from gateway.state import resolve_state_dir
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", envvar="ABGATE_HOME", help="State directory (default ./.abgate)."),
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis", envvar="ABGATE_REDIS_URL", help="Redis URL; absent = embedded mode."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes (DESIGN.md "CLI").
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_NOGO, EXIT_HOLD = 3, 4
+
+
+def state_dir(path: Path | None) -> Path:
+    return resolve_state_dir(path)
+
+
+def open_store(state: Path | None, redis_url: str | None = None) -> ConfigStore:
+    """The config store for this deployment: Redis when a URL is given, else the file store."""
+    if redis_url:
+        from gateway.redis_store import RedisConfigStore
+
+        return RedisConfigStore.from_url(redis_url)
+    return FileConfigStore(state_dir(state))
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(msgspec.to_builtins(obj), indent=2, default=str) + "\n")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print an error and return the Exit to raise: `raise fail("...")`."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)

@@ -1,0 +1,1 @@
+"""abgate online path: router config, bucketing, ids, event schema, proxy app."""
