@@ -117,12 +117,24 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return name, self.upstreams[name]
 
 
-def _type_error(err: msgspec.ValidationError) -> ConfigError:
-    # msgspec says "... - at `$.routes.support.arms[1].weight`"; turn that into a field path.
+_SECTIONS: dict[str, type] = {"routes": Route, "upstreams": Upstream, "models": ModelInfo, "metrics": CustomMetric}
+
+
+def _type_error(raw: dict[str, Any], err: msgspec.ValidationError) -> ConfigError:
+    # msgspec says "... - at `$.routes[...].arms[1].weight`": dict keys are elided, so find
+    # the offending entry by converting each one alone, and name it in the field path.
     text = str(err)
     m = re.search(r" - at `\$\.?(.*)`$", text)
     field = m.group(1) if m else ""
     message = text[: m.start()] if m else text
+    section = field.split("[", 1)[0]
+    if field.startswith(f"{section}[...]") and section in _SECTIONS and isinstance(raw.get(section), dict):
+        for key, value in raw[section].items():
+            try:
+                msgspec.convert(value, _SECTIONS[section])
+            except msgspec.ValidationError:
+                field = field.replace(f"{section}[...]", f"{section}.{key}", 1)
+                break
     return ConfigError(field, message)
 
 
@@ -133,7 +145,7 @@ def validate(raw: Any) -> RouterConfig:
     try:
         cfg = msgspec.convert(raw, RouterConfig)
     except msgspec.ValidationError as err:
-        raise _type_error(err) from None
+        raise _type_error(raw, err) from None
     _check_semantics(cfg)
     return cfg
 

@@ -51,5 +51,5 @@ def print_json(obj: Any) -> None:
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     """Print an error and return the Exit to raise: `raise fail("...")`."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code)

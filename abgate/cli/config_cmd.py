@@ -78,7 +78,12 @@ def history(state: StateDir = None, redis: RedisUrl = None, json: JsonOut = Fals
 
 
 @app.command()
-def diff(a: int, b: int | None = None, state: StateDir = None, redis: RedisUrl = None) -> None:
+def diff(
+    a: Annotated[int, typer.Argument(help="The older version.")],
+    b: Annotated[int | None, typer.Argument(help="The newer version (default: current).")] = None,
+    state: StateDir = None,
+    redis: RedisUrl = None,
+) -> None:
     """Unified diff between version A and B (default: the current one)."""
     store = open_store(state, redis)
     try:
