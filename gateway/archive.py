@@ -58,16 +58,34 @@ class ArchiveWriter:
         for date, chunk in by_date.items():
             path = self._target(date)
             data = b"\n".join(chunk) + b"\n"
-            with open(path, "ab") as f:
-                f.write(data)
-                f.flush()
-                if fsync:
-                    os.fsync(f.fileno())
+            _append(path, data, fsync)
             n += len(chunk)
         return n
 
     def write(self, events: Iterable[ev.Event], fsync: bool = True) -> int:
         return self.write_lines(((e.ts[:10], ev.encode(e)) for e in events), fsync=fsync)
+
+
+def _append(path: Path, data: bytes, fsync: bool) -> None:
+    """Append all of `data` or nothing: on failure (disk full part-way) the torn tail is cut,
+    so a retry neither duplicates lines nor leaves half a line for readers."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
 
 
 def append_events(state_dir: Path, events: Iterable[ev.Event]) -> int:

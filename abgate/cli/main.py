@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from abgate.cli import config_cmd
+from abgate.cli import analyze_cmd, config_cmd, gate_cmd, rollout_cmd
+from abgate.cli import serve as serve_cmd
+from abgate.cli import dataset_cmd, finetune_cmd, models_cmd
+from abgate.cli import archive_cmd
 
 app = typer.Typer(
     name="abgate",
@@ -13,6 +16,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.command("serve")(serve_cmd.serve)
+app.command("analyze")(analyze_cmd.analyze)
+app.command("gate")(gate_cmd.gate_command)
+app.command("promote")(rollout_cmd.promote)
+app.command("rollback")(rollout_cmd.rollback)
+app.command("rollout")(rollout_cmd.rollout_command)
+app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(finetune_cmd.app, name="finetune")
+app.add_typer(models_cmd.app, name="models")
+app.command("archive")(archive_cmd.archive)
+app.add_typer(archive_cmd.events_app, name="events")
 
 
 def main() -> None:

@@ -1,0 +1,360 @@
+"""`abgate dataset build|review|validate|stats|export|triggers|list`."""
+
+from __future__ import annotations
+
+import getpass
+import json as jsonlib
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.prompt import Prompt
+from rich.table import Table
+
+from abgate.cli.common import JsonOut, StateDir, console, fail, print_json, state_dir
+from gateway.config_store import FileConfigStore
+from training import build as bd
+from training import tokens as tk
+from training import triggers as trg
+from training.registry import Registry
+from training.service import export_lines
+from training.sources import ArchiveFilter, Candidate, Skipped, from_archive, from_file
+from training.validate import structured_fields, validate_file
+
+app = typer.Typer(help="Build, review, validate, inspect and export fine-tuning datasets.", no_args_is_help=True)
+
+Opt = typer.Option
+
+
+def _config(state: Path | None) -> Any:
+    cur = FileConfigStore(state_dir(state)).current()
+    return cur.config if cur else None
+
+
+def _parse_split(text: str) -> dict[str, float]:
+    try:
+        a, b, c = (float(x) for x in text.split(","))
+    except ValueError:
+        raise fail(f"--split must be three numbers train,validation,heldout (got {text!r})") from None
+    return {"train": a, "validation": b, "heldout": c}
+
+
+@app.command()
+def build(
+    name: Annotated[str, Opt(help="Dataset name.")] = "dataset",
+    from_files: Annotated[list[Path] | None, Opt("--from-file", help="JSONL/CSV input (repeatable); default: archive.")] = None,
+    since: Annotated[str | None, Opt(help="Archive: first day YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, Opt(help="Archive: last day YYYY-MM-DD.")] = None,
+    route: Annotated[str | None, Opt(help="Archive: only this route.")] = None,
+    arm: Annotated[str | None, Opt(help="Archive: only this arm.")] = None,
+    model: Annotated[str | None, Opt(help="Archive: only this model.")] = None,
+    tenant: Annotated[str | None, Opt(help="Only this tenant.")] = None,
+    min_signal: Annotated[str | None, Opt(help="edited|thumbs_up|no_followup|thumbs_down|followup "
+                                                "(default thumbs_up for the archive, no_followup for files).")] = None,
+    min_quality: Annotated[float | None, Opt(help="Minimum quality, 1-10 scale.")] = None,
+    min_quality_score: Annotated[float | None, Opt(help="Minimum quality, 0-1 scale.")] = None,
+    rubric_min: Annotated[float | None, Opt(help="Overall and every rubric score >= this (1-5).")] = None,
+    approved_only: Annotated[bool, Opt(help="Only approved examples.")] = False,
+    min_confidence: Annotated[float | None, Opt(help="Minimum confidence (0-1).")] = None,
+    min_chars: Annotated[int | None, Opt(help="User message and answer longer than this.")] = None,
+    max_examples: Annotated[int | None, Opt("--max", help="Keep at most N (best first).")] = None,
+    include_used: Annotated[bool, Opt(help="Also take interactions used in earlier datasets.")] = False,
+    near_dup: Annotated[float, Opt(help="Near-duplicate Jaccard threshold (0 disables).")] = 0.8,
+    split: Annotated[str, Opt(help="train,validation,heldout fractions.")] = "0.8,0.1,0.1",
+    seed: Annotated[str, Opt(help="Split seed.")] = "abgate",
+    out: Annotated[Path | None, Opt(help="Also write <out>/{train,validation,heldout}.jsonl.")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Curate a dataset from the event archive or from JSONL/CSV files into the registry."""
+    sd = state_dir(state)
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
+    if from_files:
+        for f in from_files:
+            if not f.exists():
+                raise fail(f"{f}: no such file")
+            c, s = from_file(f, default_tenant=tenant or "default")
+            candidates += c
+            skipped += s
+        source = "files:" + ",".join(str(f) for f in from_files)
+    else:
+        with console.status("reading the archive"):
+            candidates, skipped = from_archive(sd, ArchiveFilter(since, until, route, tenant, arm, model))
+        source = "archive"
+    opts = bd.BuildOptions(
+        min_signal=min_signal or ("no_followup" if from_files else "thumbs_up"), min_quality10=min_quality,
+        min_quality=min_quality_score, rubric_min=rubric_min, approved_only=approved_only,
+        min_confidence=min_confidence, min_chars=min_chars, max_examples=max_examples, tenant=tenant,
+        skip_used=not include_used, dedup_threshold=near_dup or None, fractions=_parse_split(split), seed=seed)
+    with Registry(sd) as reg:
+        try:
+            result = bd.build(candidates, opts, reg.used_source_ids(tenant))
+        except ValueError as err:
+            raise fail(str(err)) from None
+        result.report["skipped_input"] = [s.__dict__ for s in skipped]
+        ds_id = None
+        if result.examples:
+            ds_id = reg.create_dataset(tenant=tenant or _one_tenant(result.examples), name=name, source=source,
+                                       examples=result.examples, params=result.report["options"],
+                                       report=result.report, system_prompt_sha=bd.prompt_sha(result.examples))
+    if out is not None and result.examples:
+        out.mkdir(parents=True, exist_ok=True)
+        for part in ("train", "validation", "heldout"):
+            rows = [e for e in result.examples if e["split"] == part]
+            (out / f"{part}.jsonl").write_text("".join(bd.to_openai_line(e["messages"]) + "\n" for e in rows),
+                                               encoding="utf-8")
+    rep = result.report
+    if json:
+        print_json({"dataset_id": ds_id, **rep})
+        if not ds_id:
+            raise typer.Exit(1)
+        return
+    console.print(f"[bold]{rep['candidates']}[/] candidates from {source}; "
+                  f"[bold]{rep['examples']}[/] examples kept" + (f" -> dataset [cyan]{ds_id}[/]" if ds_id else ""))
+    for s in skipped[:20]:
+        console.print(f"[yellow]skipped[/] {s.where}: {s.reason}", highlight=False)
+    if len(skipped) > 20:
+        console.print(f"[yellow]... {len(skipped) - 20} more skipped input lines[/]")
+    t = Table("filtered out because", "count", title="Filters")
+    for k, v in rep["filtered_out"].items():
+        t.add_row(k, str(v))
+    t.add_row("exact duplicate", str(rep["duplicates"]["exact"]))
+    t.add_row("near duplicate", str(rep["duplicates"]["near"]))
+    t.add_row("over --max", str(rep["over_max"]))
+    console.print(t)
+    c = Table("category", "examples", "share", title="Category balance")
+    for k, v in rep["categories"].items():
+        c.add_row(k, str(v["count"]), f"{v['share']:.0%}")
+    console.print(c)
+    console.print("splits: " + ", ".join(f"{k}={v}" for k, v in rep["splits"].items())
+                  + " | signals: " + ", ".join(f"{k}={v}" for k, v in rep["signals"].items()))
+    if not ds_id:
+        raise fail("no example passed the filters; nothing stored")
+
+
+def _one_tenant(examples: list[dict[str, Any]]) -> str:
+    tenants = {e["tenant_id"] for e in examples}
+    return tenants.pop() if len(tenants) == 1 else "mixed"
+
+
+@app.command("list")
+def list_(tenant: Annotated[str | None, Opt()] = None, state: StateDir = None, json: JsonOut = False) -> None:
+    """Datasets in the registry."""
+    with Registry(state_dir(state)) as reg:
+        rows = reg.datasets(tenant)
+    if json:
+        print_json(rows)
+        return
+    t = Table("id", "tenant", "name", "examples", "source", "created")
+    for d in rows:
+        t.add_row(d["id"], d["tenant_id"], d["name"], str(d["example_count"]), d["source"][:40], d["created_at"])
+    console.print(t)
+
+
+@app.command()
+def review(
+    dataset_id: str,
+    decisions: Annotated[Path | None, Opt(help="JSONL of {example_id|source_id, action, gold?, category?, "
+                                                "quality?, quality_score?}; non-interactive.")] = None,
+    reviewer: Annotated[str | None, Opt(help="Recorded as validated_by (default: OS user).")] = None,
+    all_: Annotated[bool, Opt("--all", help="Also revisit already reviewed examples.")] = False,
+    state: StateDir = None,
+) -> None:
+    """Accept / edit / reject examples, set category and quality (1-10)."""
+    who = reviewer or getpass.getuser()
+    with Registry(state_dir(state)) as reg:
+        try:
+            reg.dataset(dataset_id)
+        except KeyError as err:
+            raise fail(str(err.args[0])) from None
+        exs = reg.examples(dataset_id=dataset_id)
+        if decisions is not None:
+            _apply_decisions(reg, exs, decisions, who)
+            return
+        todo = [e for e in exs if all_ or e["status"] == "pending"]
+        console.print(f"{len(todo)} example(s) to review; keys: [a]ccept [e]dit [r]eject [s]kip [q]uit")
+        done = 0
+        for i, e in enumerate(todo, 1):
+            console.rule(f"{i}/{len(todo)} {e['id']} ({e['signal']}, {e['category']})")
+            for m in e["messages"]:
+                console.print(f"[bold]{m.get('role')}:[/] " + str(m.get("content")).replace("[", r"\["))
+            action = Prompt.ask("action", choices=["a", "e", "r", "s", "q"], default="a")
+            if action == "q":
+                break
+            if action == "s":
+                continue
+            gold = Prompt.ask("corrected answer") if action == "e" else None
+            category = Prompt.ask("category", default=e["category"] or "uncategorized")
+            q = Prompt.ask("quality 1-10", default=str(int(e["quality10"])) if e["quality10"] else "7")
+            try:
+                q10 = float(q)
+            except ValueError:
+                q10 = None
+            reg.review_example(e["id"], action={"a": "accept", "e": "edit", "r": "reject"}[action], reviewer=who,
+                               gold=gold, category=category, quality10=q10)
+            done += 1
+        console.print(f"reviewed {done} example(s) as {who}")
+
+
+def _apply_decisions(reg: Registry, exs: list[dict[str, Any]], path: Path, who: str) -> None:
+    by_id = {e["id"]: e for e in exs}
+    by_source = {e["source_id"]: e for e in exs if e["source_id"]}
+    errors: list[str] = []
+    applied = Counter[str]()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise fail(f"{path}: no such file") from None
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = jsonlib.loads(line)
+            ex = by_id.get(d.get("example_id")) or by_source.get(d.get("source_id"))
+            if ex is None:
+                raise ValueError("no such example_id/source_id in this dataset")
+            reg.review_example(ex["id"], action=d.get("action", "accept"), reviewer=d.get("reviewer", who),
+                               gold=d.get("gold"), category=d.get("category"),
+                               quality10=_f(d.get("quality")), quality=_f(d.get("quality_score")))
+            applied[d.get("action", "accept")] += 1
+        except (ValueError, AttributeError, TypeError) as err:
+            errors.append(f"{path}:{no}: {err}")
+    console.print("applied: " + (", ".join(f"{k}={v}" for k, v in applied.items()) or "nothing"))
+    if errors:
+        for e in errors:
+            console.print(f"[red]{e}[/]", highlight=False)
+        raise fail(f"{len(errors)} decision line(s) refused")
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+@app.command()
+def validate(
+    file: Path,
+    model: Annotated[str, Opt(help="Base model (token limit and encoding).")] = "gpt-4o-mini-2024-07-18",
+    min_examples: Annotated[int, Opt(help="Minimum examples (OpenAI: 10; seed 002: 500).")] = 10,
+    allow_mixed_system_prompts: Annotated[bool, Opt(help="Only warn on several system prompts.")] = False,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Check FILE against OpenAI's chat fine-tuning rules; every problem with its line number."""
+    rep = validate_file(file, model=model, min_examples=min_examples,
+                        allow_mixed_system_prompts=allow_mixed_system_prompts, config=_config(state))
+    if json:
+        print_json(rep.to_dict())
+    else:
+        for p in rep.errors:
+            console.print(f"[red]error[/] {escape(f'{file}:{p}')}", highlight=False, soft_wrap=True)
+        for p in rep.warnings:
+            console.print(f"[yellow]warning[/] {escape(f'{file}:{p}')}", highlight=False, soft_wrap=True)
+        t = Table("pre-training checklist (seed 003)", "status", "detail")
+        colors = {"pass": "green", "warn": "yellow", "fail": "red", "unknown": "dim"}
+        for c in rep.checklist:
+            t.add_row(c.name, f"[{colors[c.status]}]{c.status}[/]", c.detail)
+        console.print(t)
+        console.print(f"{rep.examples} examples, {len(rep.errors)} error(s), {len(rep.warnings)} warning(s)")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    file: Path,
+    model: Annotated[str, Opt(help="Base model for encoding, limit and price.")] = "gpt-4o-mini-2024-07-18",
+    epochs: Annotated[int | None, Opt(help="Epochs (default: OpenAI's auto rule).")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Examples, exact token counts, distributions, billed tokens, auto epochs and cost."""
+    rep = validate_file(file, model=model, min_examples=0, allow_mixed_system_prompts=True)
+    if not rep.rows:
+        raise fail(f"{file}: no readable examples" + (f" ({rep.errors[0]})" if rep.errors else ""))
+    counts = rep.token_counts
+    est = tk.estimate(counts, model, epochs=epochs, config=_config(state))
+    dist: dict[str, Counter[str]] = {"category": Counter(), "intent_type": Counter(), "budget_tier": Counter()}
+    for r in rep.rows:
+        f = structured_fields(r["messages"])
+        for key in dist:
+            if f.get(key) is not None:
+                dist[key][str(f[key])] += 1
+    out = {
+        "examples": len(counts),
+        "tokens": {"min": min(counts), "mean": round(sum(counts) / len(counts), 2), "p95": tk.percentile(counts, 0.95),
+                   "max": max(counts), "total": sum(counts)},
+        "token_limit": tk.token_limit(model), "over_limit": est.truncated,
+        "epochs": est.epochs, "epochs_auto": epochs is None, "billed_tokens": est.billed_tokens,
+        "price_per_mtok": est.price_per_mtok, "estimated_cost_usd": est.cost_usd, "model": model,
+        "distributions": {k: dict(v.most_common()) for k, v in dist.items() if v},
+    }
+    if json:
+        print_json(out)
+        return
+    t = Table("statistic", "value", title=f"{file} ({model})")
+    for k in ("min", "mean", "p95", "max", "total"):
+        t.add_row(f"tokens per example: {k}" if k != "total" else "tokens: total", f"{out['tokens'][k]:g}")
+    t.add_row("examples", str(out["examples"]))
+    t.add_row("over the token limit", str(est.truncated))
+    t.add_row("epochs" + (" (auto)" if epochs is None else ""), str(est.epochs))
+    t.add_row("billed training tokens", f"{est.billed_tokens:,}")
+    t.add_row("price per 1M training tokens", "unknown" if est.price_per_mtok is None else f"${est.price_per_mtok:.2f}")
+    t.add_row("estimated cost", "unknown" if est.cost_usd is None else f"${est.cost_usd:.4f}")
+    console.print(t)
+    for k, v in out["distributions"].items():
+        d = Table(k, "examples", "share")
+        for name, n in v.items():
+            d.add_row(name, str(n), f"{n / len(counts):.0%}")
+        console.print(d)
+
+
+@app.command()
+def export(
+    dataset_id: Annotated[str | None, typer.Argument(help="Dataset id (default: every dataset).")] = None,
+    out: Annotated[Path | None, Opt(help="Output file (default stdout).")] = None,
+    split: Annotated[str | None, Opt(help="train | validation | heldout.")] = None,
+    min_quality: Annotated[float | None, Opt(help="Minimum quality 1-10.")] = None,
+    validated_only: Annotated[bool, Opt(help="Only reviewed/validated examples.")] = False,
+    tenant: Annotated[str | None, Opt()] = None,
+    state: StateDir = None,
+) -> None:
+    """Write OpenAI chat fine-tuning JSONL (UTF-8, one object a line)."""
+    with Registry(state_dir(state)) as reg:
+        if dataset_id:
+            try:
+                reg.dataset(dataset_id)
+            except KeyError as err:
+                raise fail(str(err.args[0])) from None
+        lines = export_lines(reg, dataset_id=dataset_id, tenant=tenant, split=split, min_quality10=min_quality,
+                             validated_only=validated_only)
+    text = "".join(line + "\n" for line in lines)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {len(lines)} examples to {out}", highlight=False)
+
+
+@app.command()
+def triggers(
+    tenant: Annotated[str | None, Opt()] = None,
+    route: Annotated[str | None, Opt()] = None,
+    min_new: Annotated[int, Opt(help="New quality examples that call for retraining.")] = 50,
+    window_days: Annotated[int, Opt(help="Compare the last N days with the N before.")] = 7,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Retrain triggers: new quality examples, rising error rates per category, system prompt change."""
+    sd = state_dir(state)
+    with Registry(sd) as reg:
+        result = trg.evaluate(sd, reg, tenant=tenant, route=route, min_new_examples=min_new, window_days=window_days)
+    if json:
+        print_json(trg.as_dicts(result))
+        return
+    t = Table("trigger", "retrain?", "detail")
+    for r in result:
+        t.add_row(r.name, "[bold red]yes[/]" if r.fired else "no", r.detail)
+    console.print(t)

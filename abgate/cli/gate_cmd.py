@@ -1,0 +1,103 @@
+"""`abgate gate --criteria FILE [--apply]`: GO / NO-GO / HOLD with a decision record."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from abgate.cli.common import EXIT_ERROR, JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
+from evaluation import criteria as critmod
+from evaluation import decisions, gate, rollout
+
+_STYLE = {"GO": "bold green", "NO-GO": "bold red", "HOLD": "bold yellow"}
+
+
+def _g(x: float | None, spec: str = ".4g") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def print_decision(d: gate.Decision, record: Path) -> None:
+    console.print(f"[{_STYLE[d.verdict]}]{d.verdict}[/]  decision {d.decision_id}  "
+                  f"({d.stage}; experiment {d.experiment}; phase {d.phase}; config v{d.config_version})",
+                  highlight=False)
+    for r in d.reasons:
+        console.print(f"  - {r}", highlight=False, markup=False)
+    if d.arms:
+        t = Table("arm", "model", "weight", "units", "interactions", title="Arms")
+        for a in d.arms:
+            t.add_row(a.name, a.model or "—", _g(a.weight), str(a.units), str(a.interactions))
+        console.print(t)
+    if d.metrics:
+        t = Table("metric", "role", "control", "treatment", "lift", "95% CI", "p", "threshold", "verdict",
+                  "units needed", title=f"Metrics (SRM p = {_g(d.srm_p, '.3g')})")
+        for m in d.metrics:
+            t.add_row(m.metric, f"{m.role} ({m.direction}, {m.effect})", _g(m.control_value), _g(m.treatment_value),
+                      _g(m.estimate), f"[{_g(m.low)}, {_g(m.high)}]", _g(m.p_value, ".3g"), f"{m.threshold:+.4g}",
+                      m.verdict + (f" ({m.note})" if m.note else ""), str(m.units_needed or ""))
+        console.print(t)
+    console.print(f"record: {record} (+ .md)", highlight=False)
+
+
+def gate_command(
+    criteria: Annotated[Path, typer.Option("--criteria", help="Criteria YAML (DESIGN.md 'Gate criteria').")],
+    apply: Annotated[bool, typer.Option("--apply", help="GO -> promote treatment, NO-GO -> roll back.")] = False,
+    route: Annotated[str | None, typer.Option(help="Route to act on with --apply (default: the experiment's).")] = None,
+    state: StateDir = None,
+    redis: RedisUrl = None,
+    json: JsonOut = False,
+) -> None:
+    """Decide GO (exit 0) / NO-GO (exit 3) / HOLD (exit 4) and write a decision record."""
+    sdir = state_dir(state)
+    try:
+        crit, sha = critmod.load(criteria)
+    except critmod.CriteriaError as e:
+        raise fail(f"{criteria}: {e}", 2) from None
+    store = open_store(state, redis)
+    author = getpass.getuser()
+    kw = dict(criteria_path=str(criteria.resolve()), criteria_sha256=sha, decided_by=author)
+    if crit.stage == "online":
+        kw["store"] = store
+    with console.status("evaluating criteria ...", spinner="dots"):
+        try:
+            d = gate.decide(crit, sdir, **kw)
+        except ImportError as e:
+            raise fail(f"offline gate unavailable: {e}") from None
+    applied = None
+    if apply and d.verdict != "HOLD":
+        target = route or crit.route or d.route or _route_for(store, crit.experiment)
+        if target is None:
+            raise fail("--apply: no route runs this experiment; pass --route")
+        try:
+            if d.verdict == "GO":
+                new = rollout.promote(store, sdir, target, crit.treatment, weight=1.0, decision_id=d.decision_id,
+                                      author=author)
+            else:
+                new = rollout.rollback(store, sdir, target, author=author, decision_id=d.decision_id,
+                                       reason=f"NO-GO decision {d.decision_id}: " + "; ".join(d.reasons))
+        except rollout.RolloutError as e:
+            d.warnings.append(f"--apply failed: {e}")
+            path = decisions.write_record(sdir, d)
+            raise fail(f"--apply failed: {e} (decision {d.verdict} recorded in {path})", EXIT_ERROR) from None
+        applied = {"action": "promote" if d.verdict == "GO" else "rollback", "route": target,
+                   "config_version": new.version, "phase": new.config.routes[target].phase}
+        d.extra = {**d.extra, "applied": applied}
+    path = decisions.write_record(sdir, d)
+    if json:
+        print_json({**decisions.to_dict(d), "record_path": str(path)})
+    else:
+        print_decision(d, path)
+        if applied:
+            console.print(f"applied: {applied['action']} {applied['route']} -> config v{applied['config_version']}",
+                          highlight=False)
+    raise typer.Exit(d.exit_code)
+
+
+def _route_for(store, experiment: str | None) -> str | None:
+    cur = store.current()
+    if cur is None or experiment is None:
+        return None
+    return next((name for name, r in cur.config.routes.items() if r.experiment == experiment), None)

@@ -1,0 +1,64 @@
+"""`abgate serve`: run the gateway (uvicorn, uvloop + httptools, N worker processes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
+from gateway import config as cfgmod
+from gateway import config_store as cs
+from gateway.settings import ENV_VAR, Settings
+
+
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="Router config YAML (hot-reloaded).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    state: StateDir = None,
+    redis: RedisUrl = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning | error")] = "info",
+    reload_interval: Annotated[float, typer.Option("--reload-interval", help="Config poll interval, s.")] = 0.5,
+) -> None:
+    """Serve the OpenAI-compatible gateway. FILE is stored as a new config version when it
+    differs from the store's current one; later edits to it are picked up live."""
+    import uvicorn
+
+    from gateway.archive import append_events
+    from gateway.runtime import open_store, sync_file
+
+    sdir = state_dir(state).resolve()
+    settings = Settings(state_dir=sdir, config_path=config.resolve() if config else None, redis_url=redis,
+                        reload_interval_s=reload_interval, log_level=log_level)
+    store = open_store(settings)
+    try:
+        if config is not None:
+            if not config.exists():
+                raise fail(f"{config}: no such file")
+            cur, new = sync_file(store, settings.config_path)  # type: ignore[arg-type]
+            if new is not None:
+                append_events(sdir, [cs.change_event(new, new.version - 1 if new.version > 1 else None)])
+        else:
+            cur = store.current()
+    except cfgmod.ConfigError as err:
+        raise fail(f"{config}: {err}") from None
+    except (OSError, ConnectionError) as err:
+        raise fail(f"cannot open the config store: {err}") from None
+    if cur is None:
+        raise fail("no router config: pass --config FILE or store one with `abgate config set FILE`")
+    os.environ[ENV_VAR] = settings.to_env()
+    if workers > 1:
+        from gateway.metrics import prepare_multiprocess
+
+        prepare_multiprocess(sdir / "run" / f"metrics-{port}")
+    console.print(f"abgate serving config version {cur.version} on http://{host}:{port} "
+                  f"({workers} worker{'s' if workers > 1 else ''}, state {sdir})", highlight=False)
+    uvicorn.run(
+        "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
+        http="httptools", lifespan="on", access_log=False, log_level=log_level.lower(),
+        timeout_graceful_shutdown=30, server_header=False, date_header=False,
+    )

@@ -1,0 +1,136 @@
+"""Benchmark `abgate analyze` on synthetic archives of 1M and 10M events (target: 10M < 30 s).
+
+The archive is generated inside DuckDB (a few seconds, no Python objects per event) in
+the exact line format `gateway.archive.ArchiveWriter` writes: 70% interaction events,
+30% feedback (approved/csat/thumbs/edited_response/policy_violation), 20 interactions
+per unit, two arms at 50/50, treatment with a higher approval rate.
+
+    python -m bench.analyze_10m [--sizes 1000000,10000000] [--dir DIR] [--keep] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from evaluation import analysis
+
+TARGET_S = {10_000_000: 30.0}
+
+
+def generate(state: Path, n_events: int, files: int = 8) -> float:
+    """Write `n_events` events as JSONL under `<state>/events/date=2025-01-0X/`; returns seconds."""
+    t0 = time.perf_counter()
+    n_inter = int(n_events * 0.7)
+    n_fb = n_events - n_inter
+    con = duckdb.connect()
+    per_file = -(-n_inter // files)
+    fb_per_file = -(-n_fb // files)
+    for f in range(files):
+        part = state / "events" / f"date=2025-01-{f % 28 + 1:02d}"
+        part.mkdir(parents=True, exist_ok=True)
+        lo, hi = f * per_file, min(n_inter, (f + 1) * per_file)
+        flo, fhi = f * fb_per_file, min(n_fb, (f + 1) * fb_per_file)
+        # Feedback i refers to interaction (i * 7 + 3) % n_inter so it lands on many units.
+        con.execute(f"""
+        COPY (
+          SELECT * FROM (
+            SELECT 'interaction' AS kind, md5('e' || i) AS event_id,
+                   strftime(TIMESTAMP '2025-01-01' + to_seconds(i % 1296000), '%Y-%m-%dT%H:%M:%S.000Z') AS ts,
+                   'default' AS tenant, 'support' AS route, 'bench-exp' AS experiment,
+                   CASE WHEN (i // 20) % 2 = 0 THEN 'control' ELSE 'treatment' END AS arm,
+                   1 AS phase, 1 AS config_version, 'ix-' || md5('i' || i) AS interaction_id,
+                   'unit-' || (i // 20) AS unit, 'live' AS traffic,
+                   CASE WHEN (i // 20) % 2 = 0 THEN 'base' ELSE 'ft:base:x' END AS model, false AS stream,
+                   CASE WHEN hash(i, 1) % 100 = 0 THEN 'upstream_error' ELSE 'ok' END AS status, 200 AS http_status,
+                   300 + (hash(i, 2) % 1000)::DOUBLE AS latency_ms, NULL::DOUBLE AS ttft_ms, 1.5 AS overhead_ms,
+                   (50 + hash(i, 3) % 100)::BIGINT AS prompt_tokens, (20 + hash(i, 4) % 200)::BIGINT AS completion_tokens,
+                   0.00002 AS cost_usd, NULL AS fallback_from, NULL AS messages, NULL AS response, 'stop' AS finish_reason,
+                   NULL AS error
+            FROM range({lo}, {hi}) t(i)
+          )
+        ) TO '{part}/bench-int-{f:03d}.jsonl' (FORMAT JSON)
+        """)
+        con.execute(f"""
+        COPY (
+          SELECT 'feedback' AS kind, md5('f' || j) AS event_id,
+                 strftime(TIMESTAMP '2025-01-01' + to_seconds(k % 1296000 + 60), '%Y-%m-%dT%H:%M:%S.000Z') AS ts,
+                 'default' AS tenant, 'support' AS route, 'bench-exp' AS experiment,
+                 CASE WHEN (k // 20) % 2 = 0 THEN 'control' ELSE 'treatment' END AS arm, 1 AS phase,
+                 1 AS config_version, 'ix-' || md5('i' || k) AS interaction_id,
+                 ['approved', 'csat', 'thumbs', 'edited_response', 'policy_violation'][1 + j % 5] AS metric,
+                 CASE j % 5
+                   WHEN 0 THEN to_json(hash(j, 5) % 100 < CASE WHEN (k // 20) % 2 = 0 THEN 55 ELSE 60 END)
+                   WHEN 1 THEN to_json(1 + hash(j, 6) % 5)
+                   WHEN 2 THEN to_json(CASE WHEN hash(j, 7) % 2 = 0 THEN 1 ELSE -1 END)
+                   WHEN 3 THEN to_json('an edited answer')
+                   ELSE to_json(hash(j, 8) % 50 = 0) END AS value,
+                 NULL AS idempotency_key, 'user' AS source, 'unit-' || (k // 20) AS unit, 'live' AS traffic,
+                 NULL AS extra
+          FROM (SELECT j, (j * 7 + 3) % {n_inter} AS k FROM range({flo}, {fhi}) t(j))
+        ) TO '{part}/bench-fb-{f:03d}.jsonl' (FORMAT JSON)
+        """)
+    con.close()
+    return time.perf_counter() - t0
+
+
+def run(sizes: list[int], root: Path, keep: bool) -> list[dict]:
+    results = []
+    for n in sizes:
+        state = root / f"n{n}"
+        if state.exists():
+            shutil.rmtree(state)
+        gen_s = generate(state, n)
+        size_mb = sum(p.stat().st_size for p in (state / "events").rglob("*.jsonl")) / 1e6
+        t0 = time.perf_counter()
+        a = analysis.analyze(state, "bench-exp", expected_weights={"control": 0.5, "treatment": 0.5})
+        secs = time.perf_counter() - t0
+        appr = a.metrics["approved"].lifts["treatment"].absolute
+        res = {
+            "events": n, "archive_mb": round(size_mb, 1), "generate_s": round(gen_s, 2), "analyze_s": round(secs, 2),
+            "target_s": TARGET_S.get(n), "units": sum(s.units for s in a.arms),
+            "interactions": sum(s.interactions for s in a.arms), "corrupt_lines": a.archive.corrupt_lines,
+            "approved_lift": round(appr.estimate, 4), "approved_ci": [round(appr.low, 4), round(appr.high, 4)],
+            "srm_p": a.srm.p_value if a.srm else None,
+        }
+        res["pass"] = res["target_s"] is None or secs < res["target_s"]
+        results.append(res)
+        if not keep:
+            shutil.rmtree(state)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1000000,10000000")
+    p.add_argument("--dir", type=Path, default=None, help="Where to build archives (default: a temp dir).")
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    root = args.dir or Path(tempfile.mkdtemp(prefix="abgate-bench-analyze-"))
+    try:
+        results = run(sizes, root, args.keep)
+    finally:
+        if args.dir is None and not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['events']:>11,} events ({r['archive_mb']:,.0f} MB): analyze {r['analyze_s']:.2f}s "
+                  f"(target {r['target_s'] or '-'}s) {'PASS' if r['pass'] else 'FAIL'}; generate {r['generate_s']:.1f}s; "
+                  f"{r['units']:,} units, {r['interactions']:,} interactions; approved lift {r['approved_lift']:+.4f} "
+                  f"CI {r['approved_ci']}")
+    return 0 if all(r["pass"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

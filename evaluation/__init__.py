@@ -1,0 +1,1 @@
+"""Offline evaluation, online A/B analysis, the gate, decision records and rollout."""

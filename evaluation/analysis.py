@@ -1,0 +1,441 @@
+"""Online A/B analysis of one experiment phase, straight from the JSONL archive.
+
+All heavy lifting happens in DuckDB: events -> one row per live interaction -> one row
+per (unit, arm) -> a handful of sufficient statistics per arm and metric. Python only
+sees those sums, so 10M events never become Python objects.
+
+Metric values (DESIGN.md "Gate criteria"):
+- interaction metrics (`error`, `latency_ms`, `ttft_ms`, tokens, `cost_usd`): averaged
+  per unit, then Welch on unit means (absolute) and the delta method (relative);
+- `edited_response`, `followup`, `policy_violation`: over all live interactions, no
+  event = 0; averaged per unit like the above;
+- every other feedback metric (`thumbs`, `approved`, `csat`, `review.<field>`, custom):
+  over the interactions that have that feedback -> a ratio metric sum(value)/count per
+  arm, with unit-clustered delta-method variances from per-unit sums.
+Feedback: duplicates (same event_id) collapse, and per (interaction_id, metric) the
+latest event wins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from evaluation import archive_sql, stats
+from evaluation.archive_sql import ArchiveHealth
+
+INTERACTION_METRICS = ("error", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd")
+ZERO_FILL_METRICS = ("edited_response", "followup", "policy_violation")
+REVIEW_FIELDS = ("factuality", "helpfulness", "tone", "policy", "completeness", "overall", "quality")
+
+MetricKind = Literal["mean", "ratio"]
+
+
+class AnalysisError(RuntimeError):
+    """Nothing to analyse (no such experiment/phase); the message says what was looked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArmStat:
+    units: int  # units contributing a value
+    observations: int  # interactions contributing a value
+    mean: float
+    sd: float  # sd of per-unit values (mean metrics) or unit-level sd equivalent (ratio)
+    moments: stats.ArmMoments | stats.RatioMoments
+
+
+@dataclass(frozen=True, slots=True)
+class Lift:
+    absolute: stats.Comparison
+    relative: stats.Comparison
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    name: str
+    kind: MetricKind
+    arms: dict[str, ArmStat]
+    lifts: dict[str, Lift]  # per non-control arm, vs control
+    events: int  # feedback events behind it (interaction metrics: interactions)
+
+    def has_data(self, arm: str) -> bool:
+        s = self.arms.get(arm)
+        return s is not None and s.observations > 0 and math.isfinite(s.mean)
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSummary:
+    name: str
+    models: tuple[str, ...]
+    expected_weight: float | None
+    units: int
+    interactions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    experiment: str
+    route: str | None
+    phase: int
+    phases: tuple[int, ...]
+    config_versions: tuple[int, ...]
+    control: str
+    arms: tuple[ArmSummary, ...]
+    srm: stats.SrmResult | None
+    metrics: dict[str, MetricResult]
+    first_ts: str | None
+    last_ts: str | None
+    days: float
+    archive: ArchiveHealth
+    units_in_multiple_arms: int
+    alpha: float
+    warnings: tuple[str, ...] = field(default=())
+
+    def arm(self, name: str) -> ArmSummary | None:
+        return next((a for a in self.arms if a.name == name), None)
+
+
+def metric_kind(name: str) -> MetricKind:
+    return "mean" if name in INTERACTION_METRICS or name in ZERO_FILL_METRICS else "ratio"
+
+
+# --------------------------------------------------------------------------------------
+# SQL
+
+_VALUE_SQL = """
+CASE
+  WHEN t IS NULL OR t = 'NULL' THEN NULL
+  WHEN metric = 'thumbs' THEN CASE
+      WHEN t = 'BOOLEAN' THEN CASE WHEN value::VARCHAR = 'true' THEN 1.0 ELSE 0.0 END
+      WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CASE WHEN value::DOUBLE > 0 THEN 1.0 ELSE 0.0 END
+      WHEN t = 'VARCHAR' THEN CASE WHEN lower(value->>'$') IN ('up', '+1', '1', 'true') THEN 1.0
+                                   WHEN lower(value->>'$') IN ('down', '-1', '0', 'false') THEN 0.0 END
+    END
+  WHEN metric = 'edited_response' THEN CASE
+      WHEN t = 'BOOLEAN' THEN CASE WHEN value::VARCHAR = 'true' THEN 1.0 ELSE 0.0 END
+      WHEN t = 'VARCHAR' AND (value->>'$') = '' THEN 0.0
+      ELSE 1.0
+    END
+  WHEN t = 'BOOLEAN' THEN CASE WHEN value::VARCHAR = 'true' THEN 1.0 ELSE 0.0 END
+  WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN value::DOUBLE
+  WHEN t = 'VARCHAR' THEN TRY_CAST(value->>'$' AS DOUBLE)
+END
+"""
+
+
+def _q(con, sql: str, params: list | None = None) -> list[tuple]:
+    return con.execute(sql, params or []).fetchall()
+
+
+def _load(con, state_dir: Path, experiment: str) -> dict[str, int]:
+    """Materialise the experiment's interaction/feedback rows; return corrupt lines per file."""
+    keep = [c for c in archive_sql.COLUMNS if c not in ("experiment",)]
+    con.execute(
+        f"CREATE TEMP TABLE ev AS SELECT {', '.join(keep)}, "
+        "CASE WHEN kind IS NULL THEN filename END AS bad_file "
+        f"FROM {archive_sql.read_json_sql(state_dir)} "
+        "WHERE kind IS NULL OR (experiment = ? AND kind IN ('interaction', 'feedback'))",
+        [experiment],
+    )
+    return {f: n for f, n in _q(con, "SELECT bad_file, count(*) FROM ev WHERE kind IS NULL GROUP BY 1")}
+
+
+def analyze(
+    state_dir: Path,
+    experiment: str,
+    *,
+    phase: int | None = None,
+    control: str | None = None,
+    metrics: list[str] | None = None,
+    expected_weights: dict[str, float] | None = None,
+    store=None,
+    alpha: float = 0.05,
+    threads: int | None = None,
+) -> Analysis:
+    """Analyse one phase (latest by default) of `experiment` in the archive at `state_dir`.
+
+    `metrics` are extra metric names that must appear in the result (as no-data entries
+    if nothing was logged). Expected weights come from `expected_weights`, else from the
+    phase's config version in `store` (a gateway ConfigStore), else SRM is skipped.
+    """
+    if not (state_dir / "events").exists():
+        raise AnalysisError(f"no event archive under {state_dir / 'events'}")
+    con = archive_sql.connect(threads)
+    try:
+        return _analyze(con, state_dir, experiment, phase, control, metrics or [], expected_weights, store, alpha)
+    finally:
+        con.close()
+
+
+def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weights, store, alpha) -> Analysis:
+    bad = _load(con, state_dir, experiment)
+    health = archive_sql.health_from_counts(state_dir, bad)
+    phases = tuple(
+        int(p)
+        for (p,) in _q(con, "SELECT DISTINCT phase FROM ev WHERE kind = 'interaction' AND phase IS NOT NULL ORDER BY 1")
+    )
+    if not phases:
+        raise AnalysisError(f"no interactions for experiment {experiment!r} in the archive under {state_dir}")
+    if phase is None:
+        phase = phases[-1]
+    elif phase not in phases:
+        raise AnalysisError(f"experiment {experiment!r} has no phase {phase}; phases in the archive: {list(phases)}")
+
+    con.execute(
+        """
+        CREATE TEMP TABLE inter AS
+        SELECT interaction_id, any_value(unit) AS unit, any_value(arm) AS arm, any_value(model) AS model,
+               any_value(route) AS route, max(config_version) AS config_version, min(ts) AS ts,
+               max(CASE WHEN status = 'ok' THEN 0.0 ELSE 1.0 END) AS error,
+               any_value(latency_ms) AS latency_ms, any_value(ttft_ms) AS ttft_ms,
+               any_value(prompt_tokens) AS prompt_tokens, any_value(completion_tokens) AS completion_tokens,
+               any_value(cost_usd) AS cost_usd
+        FROM ev
+        WHERE kind = 'interaction' AND phase = ? AND traffic = 'live' AND unit IS NOT NULL
+              AND unit <> 'anonymous' AND arm IS NOT NULL AND interaction_id IS NOT NULL
+        GROUP BY interaction_id
+        """,
+        [phase],
+    )
+    # Latest feedback per (interaction, metric); exact duplicates (same event_id) are identical.
+    review_values = ", ".join(f"('{k}')" for k in REVIEW_FIELDS)
+    con.execute(
+        f"""
+        CREATE TEMP TABLE fbv AS
+        WITH fb AS (
+            SELECT interaction_id, metric, arg_max(value, coalesce(ts, '') || coalesce(event_id, '')) AS value
+            FROM ev WHERE kind = 'feedback' AND metric IS NOT NULL AND interaction_id IS NOT NULL
+            GROUP BY interaction_id, metric
+        ), j AS (
+            SELECT f.interaction_id, f.metric, f.value, json_type(f.value) AS t
+            FROM fb f SEMI JOIN inter i ON f.interaction_id = i.interaction_id
+        )
+        SELECT interaction_id, metric AS key, {_VALUE_SQL} AS v FROM j WHERE metric <> 'review'
+        UNION ALL
+        SELECT interaction_id, 'review.' || k.key AS key,
+               TRY_CAST(json_extract_string(value, '$.' || k.key) AS DOUBLE) AS v
+        FROM j, (VALUES {review_values}) AS k(key) WHERE metric = 'review' AND t = 'OBJECT'
+        """
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE units AS
+        SELECT unit, arm, count(*) AS n, avg(error) AS error, avg(latency_ms) AS latency_ms,
+               avg(ttft_ms) AS ttft_ms, avg(prompt_tokens) AS prompt_tokens,
+               avg(completion_tokens) AS completion_tokens, avg(cost_usd) AS cost_usd
+        FROM inter GROUP BY unit, arm
+        """
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE ufb AS
+        SELECT i.unit, i.arm, f.key, sum(f.v) AS x, count(*) AS y
+        FROM fbv f JOIN inter i ON f.interaction_id = i.interaction_id
+        WHERE f.v IS NOT NULL GROUP BY i.unit, i.arm, f.key
+        """
+    )
+
+    # Arms, models, data range, config versions.
+    arm_rows = _q(
+        con,
+        """
+        SELECT u.arm, u.units, u.interactions, m.models FROM
+          (SELECT arm, count(*) AS units, sum(n) AS interactions FROM units GROUP BY arm) u
+          LEFT JOIN (SELECT arm, string_agg(DISTINCT model, '\n' ORDER BY model) AS models
+                     FROM inter WHERE model IS NOT NULL GROUP BY arm) m USING (arm)
+        """,
+    )
+    first_ts, last_ts, route, n_inter = _q(
+        con, "SELECT min(ts), max(ts), any_value(route), count(*) FROM inter"
+    )[0]
+    versions = tuple(int(v) for (v,) in _q(con, "SELECT DISTINCT config_version FROM inter WHERE config_version IS NOT NULL ORDER BY 1"))
+    multi = _q(con, "SELECT count(*) FROM (SELECT unit FROM units GROUP BY unit HAVING count(*) > 1)")[0][0]
+    warnings: list[str] = []
+    if n_inter == 0:
+        warnings.append(f"phase {phase} has no live interactions with a unit")
+    if multi:
+        warnings.append(f"{multi} units were seen in more than one arm in phase {phase}")
+
+    # Expected weights and arm order: the phase's config (arms[0] is control).
+    cfg_arms: list[tuple[str, str, float]] = []
+    if store is not None and versions:
+        try:
+            cfg = store.get(versions[-1]).config
+            r = cfg.routes.get(route) if route else None
+            if r is None:
+                r = next((x for x in cfg.routes.values() if x.experiment == experiment), None)
+            if r is not None:
+                cfg_arms = [(a.name, a.model, a.weight) for a in r.arms]
+        except KeyError:
+            warnings.append(f"config version {versions[-1]} is not in the store; no expected weights from config")
+    weights = dict(expected_weights) if expected_weights else {n: w for n, _, w in cfg_arms} or None
+    observed = {a: (int(u), int(i), tuple(m.split("\n")) if m else ()) for a, u, i, m in arm_rows}
+    order = [n for n, _, _ in cfg_arms] or sorted(observed)
+    for a in sorted(observed):
+        if a not in order:
+            order.append(a)
+    if weights:
+        for a in weights:
+            if a not in order:
+                order.append(a)
+    if control is None:
+        control = order[0] if order else "control"
+    elif control in order:
+        order.remove(control)
+        order.insert(0, control)
+    else:
+        order.insert(0, control)
+    arms = tuple(
+        ArmSummary(
+            name=a,
+            models=observed.get(a, (0, 0, ()))[2] or tuple(m for n, m, _ in cfg_arms if n == a),
+            expected_weight=(weights or {}).get(a),
+            units=observed.get(a, (0, 0, ()))[0],
+            interactions=observed.get(a, (0, 0, ()))[1],
+        )
+        for a in order
+    )
+
+    srm = None
+    if weights:
+        counts = {a.name: a.units for a in arms}
+        try:
+            srm = stats.srm_test(counts, weights)
+        except ValueError as e:
+            warnings.append(f"SRM: {e}")
+            srm = stats.SrmResult(math.inf, 0.0, counts, {})
+    else:
+        warnings.append("no expected weights (no config version in the store and none in the criteria); SRM not tested")
+
+    results = _metrics(con, [a.name for a in arms], control, wanted, alpha)
+    days = 0.0
+    if first_ts and last_ts:
+        days = (_parse_ts(last_ts) - _parse_ts(first_ts)).total_seconds() / 86400.0
+    return Analysis(
+        experiment=experiment,
+        route=route,
+        phase=phase,
+        phases=phases,
+        config_versions=versions,
+        control=control,
+        arms=arms,
+        srm=srm,
+        metrics=results,
+        first_ts=first_ts,
+        last_ts=last_ts,
+        days=days,
+        archive=health,
+        units_in_multiple_arms=int(multi),
+        alpha=alpha,
+        warnings=tuple(warnings),
+    )
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def _metrics(con, arm_names: list[str], control: str, wanted: list[str], alpha: float) -> dict[str, MetricResult]:
+    raw: dict[str, tuple[MetricKind, dict[str, stats.ArmMoments | stats.RatioMoments], dict[str, int], int]] = {}
+    n_units = {a: n for a, n in _q(con, "SELECT arm, count(*) FROM units GROUP BY arm")}
+    n_inter = _q(con, "SELECT count(*) FROM inter")[0][0]
+
+    # Interaction metrics: per-unit means of non-null values.
+    sel = ", ".join(f"count({m}), sum({m}), sum({m} * {m})" for m in INTERACTION_METRICS)
+    for row in _q(con, f"SELECT arm, {sel} FROM units GROUP BY arm"):
+        arm = row[0]
+        for i, m in enumerate(INTERACTION_METRICS):
+            c, s, ss = row[1 + 3 * i : 4 + 3 * i]
+            entry = raw.setdefault(m, ("mean", {}, {}, n_inter))
+            entry[1][arm] = stats.ArmMoments.from_sums(int(c), float(s or 0.0), float(ss or 0.0))
+    inter_obs = {
+        m: dict(_q(con, f"SELECT arm, count({m}) FROM inter GROUP BY arm")) for m in INTERACTION_METRICS
+    }
+    for m in INTERACTION_METRICS:
+        if m in raw:
+            raw[m][2].update(inter_obs[m])
+
+    keys = {k: int(n) for k, n in _q(con, "SELECT key, count(*) FROM fbv WHERE v IS NOT NULL GROUP BY key")}
+    zero_keys = [k for k in ZERO_FILL_METRICS if k in keys or k in wanted]
+    if zero_keys:
+        con.execute("CREATE TEMP TABLE zk AS SELECT * FROM (VALUES " + ", ".join(f"('{k}')" for k in zero_keys) + ") t(key)")
+        rows = _q(
+            con,
+            """
+            SELECT u.arm, zk.key, count(*), sum(coalesce(f.x, 0) / u.n), sum(power(coalesce(f.x, 0) / u.n, 2)), sum(u.n)
+            FROM units u CROSS JOIN zk LEFT JOIN ufb f ON f.unit = u.unit AND f.arm = u.arm AND f.key = zk.key
+            GROUP BY u.arm, zk.key
+            """,
+        )
+        for arm, key, c, s, ss, nobs in rows:
+            entry = raw.setdefault(key, ("mean", {}, {}, keys.get(key, 0)))
+            entry[1][arm] = stats.ArmMoments.from_sums(int(c), float(s), float(ss))
+            entry[2][arm] = int(nobs)
+    for arm, key, sx, sy, sxx, syy, sxy in _q(
+        con,
+        "SELECT arm, key, sum(x), sum(y), sum(x * x), sum(y * y), sum(x * y) FROM ufb GROUP BY arm, key",
+    ):
+        if key in ZERO_FILL_METRICS:
+            continue
+        entry = raw.setdefault(key, ("ratio", {}, {}, keys.get(key, 0)))
+        entry[1][arm] = stats.RatioMoments(int(n_units.get(arm, 0)), float(sx), float(sy), float(sxx), float(syy), float(sxy))
+        entry[2][arm] = int(sy)
+
+    out: dict[str, MetricResult] = {}
+    for name in [*raw, *[w for w in wanted if w not in raw]]:
+        kind, moments, obs, events = raw.get(name, (metric_kind(name), {}, {}, 0))
+        arm_stats: dict[str, ArmStat] = {}
+        for a in arm_names:
+            m = moments.get(a)
+            if m is None:
+                m = stats.ArmMoments(0, math.nan, math.nan) if kind == "mean" else stats.RatioMoments(n_units.get(a, 0), 0, 0, 0, 0, 0)
+            arm_stats[a] = _arm_stat(kind, m, obs.get(a, 0))
+        lifts: dict[str, Lift] = {}
+        c = arm_stats[control].moments
+        for a in arm_names:
+            if a == control:
+                continue
+            t = arm_stats[a].moments
+            if kind == "mean":
+                lifts[a] = Lift(stats.welch(c, t, alpha), stats.relative_lift(c, t, alpha))  # type: ignore[arg-type]
+            else:
+                lifts[a] = Lift(
+                    stats.ratio_compare(c, t, alpha),  # type: ignore[arg-type]
+                    stats.ratio_compare(c, t, alpha, relative=True),  # type: ignore[arg-type]
+                )
+        out[name] = MetricResult(name, kind, arm_stats, lifts, events)
+    return out
+
+
+def _arm_stat(kind: MetricKind, m: stats.ArmMoments | stats.RatioMoments, observations: int) -> ArmStat:
+    if isinstance(m, stats.ArmMoments):
+        sd = math.sqrt(m.var) if m.n > 1 and math.isfinite(m.var) else math.nan
+        return ArmStat(m.n, observations if m.n else 0, m.mean, sd, m)
+    r, var = stats.ratio_estimate(m)
+    if m.sy == 0:
+        r = math.nan
+    elif not math.isfinite(r):
+        r = m.sx / m.sy
+    sd = math.sqrt(var * m.n) if math.isfinite(var) else math.nan
+    units_with = m.n if m.sy else 0
+    return ArmStat(units_with, observations, r, sd, m)
+
+
+def units_needed(result: MetricResult, control: str, treatment: str, min_effect: float, effect: str,
+                 alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Units per arm to detect `min_effect` with the given power, from the observed spread."""
+    if min_effect <= 0:
+        return None
+    c, t = result.arms.get(control), result.arms.get(treatment)
+    if c is None or t is None or not (math.isfinite(c.sd) and math.isfinite(c.mean)):
+        return None
+    mde = min_effect * abs(c.mean) if effect == "relative" else min_effect
+    if mde <= 0:
+        return None
+    sd_t = t.sd if math.isfinite(t.sd) else c.sd
+    if c.sd == 0 and sd_t == 0:
+        return 2
+    return stats.units_for_mde(c.sd, mde, alpha=alpha, power=power, sd_treatment=sd_t)

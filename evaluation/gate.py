@@ -1,0 +1,283 @@
+"""The Go / No-Go / Hold gate (DESIGN.md "Offline side" -> Gate), for both stages.
+
+Order of the rules (first that applies wins):
+ 1. data not trustworthy (archive errors, SRM p < srm_p, a criterion's metric without
+    data in either arm) -> HOLD
+ 2. a guardrail significantly worse (whole CI beyond its tolerance in the bad direction)
+    -> NO-GO, even before the minimums, to stop harm early
+ 3. minimum units per arm / days (offline: examples) not reached -> HOLD
+ 4. every success criterion's whole CI beyond its threshold -> GO;
+    a success criterion's whole CI short of its threshold -> NO-GO; otherwise HOLD.
+Missing data never passes.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from evaluation import analysis as an
+from evaluation.criteria import Criteria, Criterion
+
+Verdict = Literal["GO", "NO-GO", "HOLD"]
+MetricVerdictName = Literal["met", "short", "inconclusive", "worse", "ok", "missing"]
+EXIT_CODES: dict[str, int] = {"GO": 0, "NO-GO": 3, "HOLD": 4}
+
+
+class MetricVerdict(msgspec.Struct, frozen=True):
+    metric: str
+    role: Literal["success", "guardrail"]
+    direction: str
+    effect: str
+    threshold: float  # on the lift: +min_effect / -min_effect for success, tolerance for guardrails
+    verdict: MetricVerdictName
+    estimate: float | None = None  # the lift (absolute or relative as `effect` says)
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    control_value: float | None = None
+    treatment_value: float | None = None
+    n_control: int = 0  # units (online) or examples (offline) with a value
+    n_treatment: int = 0
+    min_value: float | None = None
+    units_needed: int | None = None
+    note: str = ""
+
+
+class ArmRecord(msgspec.Struct, frozen=True):
+    name: str
+    model: str | None
+    weight: float | None
+    units: int
+    interactions: int
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    decision_id: str
+    verdict: Verdict
+    reasons: list[str]
+    stage: str
+    experiment: str | None
+    route: str | None = None
+    phase: int | None = None
+    config_version: int | None = None
+    control: str
+    treatment: str
+    arms: list[ArmRecord] = []
+    srm_p: float | None = None
+    srm_threshold: float | None = None
+    metrics: list[MetricVerdict] = []
+    criteria_path: str | None = None
+    criteria_sha256: str | None = None
+    data_first_ts: str | None = None
+    data_last_ts: str | None = None
+    days: float | None = None
+    min_units_per_arm: int = 0
+    min_days: float = 0.0
+    archive_files: int = 0
+    archive_corrupt_lines: int = 0
+    archive_corrupt_examples: list[str] = []
+    warnings: list[str] = []
+    decided_by: str = ""
+    decided_at: str = ""
+    extra: dict[str, Any] = {}
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
+def new_decision_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"dec-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def _f(x: float) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------------------
+# Per-criterion verdicts (shared with the offline stage)
+
+
+def judge_success(c: Criterion, estimate: float, low: float, high: float) -> tuple[MetricVerdictName, float]:
+    """met / short / inconclusive for a success criterion given its lift CI."""
+    if not all(map(math.isfinite, (estimate, low, high))):
+        return "missing", c.min_effect
+    if c.direction == "increase":
+        thr = c.min_effect
+        return ("met" if low > thr else "short" if high < thr else "inconclusive"), thr
+    thr = -c.min_effect
+    return ("met" if high < thr else "short" if low > thr else "inconclusive"), thr
+
+
+def judge_guardrail(c: Criterion, estimate: float, low: float, high: float) -> tuple[MetricVerdictName, float]:
+    """worse when the whole CI is beyond the tolerance in the bad direction, else ok."""
+    if not all(map(math.isfinite, (estimate, low, high))):
+        return "missing", c.tolerance
+    if c.direction == "decrease":  # lower is better: an increase beyond tolerance is harm
+        return ("worse" if low > c.tolerance else "ok"), c.tolerance
+    return ("worse" if high < -c.tolerance else "ok"), -c.tolerance
+
+
+def combine(
+    *,
+    trust_problems: list[str],
+    metrics: list[MetricVerdict],
+    minimum_problems: list[str],
+) -> tuple[Verdict, list[str]]:
+    """Apply the decision order to per-metric verdicts; returns (verdict, reasons)."""
+    reasons = list(trust_problems)
+    missing = [m for m in metrics if m.verdict == "missing"]
+    reasons += [f"metric {m.metric!r} has no data ({m.note or 'no values in one or both arms'})" for m in missing]
+    if reasons:
+        return "HOLD", reasons
+    worse = [m for m in metrics if m.role == "guardrail" and m.verdict == "worse"]
+    if worse:
+        return "NO-GO", [f"guardrail {m.metric!r} significantly worse: {_fmt_ci(m)}" for m in worse]
+    if minimum_problems:
+        return "HOLD", list(minimum_problems)
+    success = [m for m in metrics if m.role == "success"]
+    short = [m for m in success if m.verdict == "short"]
+    if short:
+        return "NO-GO", [f"success criterion {m.metric!r} short of its threshold: {_fmt_ci(m)}" for m in short]
+    if success and all(m.verdict == "met" for m in success):
+        return "GO", [f"every success criterion met ({', '.join(m.metric for m in success)}); no guardrail worse"]
+    if not success:
+        return "GO", ["no guardrail significantly worse (no success criteria given)"]
+    pending = [m for m in success if m.verdict != "met"]
+    return "HOLD", [f"success criterion {m.metric!r} not yet conclusive: {_fmt_ci(m)}" for m in pending]
+
+
+def _fmt_ci(m: MetricVerdict) -> str:
+    def g(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.4g}"
+
+    return f"lift {g(m.estimate)} CI [{g(m.low)}, {g(m.high)}] vs threshold {m.threshold:+.4g} ({m.effect})"
+
+
+# --------------------------------------------------------------------------------------
+# Online stage
+
+
+def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: str) -> MetricVerdict:
+    res = a.metrics.get(c.metric)
+    base: dict[str, Any] = dict(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
+                                min_value=c.min_value)
+    thr0 = c.min_effect if role == "success" else c.tolerance
+    if res is None or not res.has_data(crit.control) or not res.has_data(crit.treatment):
+        arms_missing = [x for x in (crit.control, crit.treatment) if res is None or not res.has_data(x)]
+        return MetricVerdict(**base, threshold=thr0, verdict="missing",
+                             note=f"no values in arm(s) {', '.join(arms_missing)}")
+    lift = res.lifts.get(crit.treatment)
+    comp = None if lift is None else (lift.relative if c.effect == "relative" else lift.absolute)
+    cs, ts = res.arms[crit.control], res.arms[crit.treatment]
+    common = dict(control_value=_f(cs.mean), treatment_value=_f(ts.mean), n_control=cs.units, n_treatment=ts.units)
+    if comp is None or not math.isfinite(comp.estimate) or not math.isfinite(comp.low):
+        why = "control mean is 0, relative lift undefined" if c.effect == "relative" and cs.mean == 0 else "too few units for a CI"
+        return MetricVerdict(**base, **common, threshold=thr0, verdict="missing", note=why)
+    judge = judge_success if role == "success" else judge_guardrail
+    verdict, thr = judge(c, comp.estimate, comp.low, comp.high)
+    if role == "success" and c.min_value is not None and verdict == "met":
+        # Floor on the treatment's own value: its CI must clear the floor too.
+        se = ts.sd / math.sqrt(ts.units) if ts.units > 1 and math.isfinite(ts.sd) else math.nan
+        z = an.stats.z_crit(crit.alpha)
+        lo, hi = ts.mean - z * se, ts.mean + z * se
+        if not math.isfinite(se):
+            verdict = "inconclusive"
+        elif c.direction == "increase":
+            verdict = "met" if lo >= c.min_value else "short" if hi < c.min_value else "inconclusive"
+        else:
+            verdict = "met" if hi <= c.min_value else "short" if lo > c.min_value else "inconclusive"
+    needed = an.units_needed(res, crit.control, crit.treatment, c.min_effect, c.effect, crit.alpha, crit.power) \
+        if role == "success" else None
+    return MetricVerdict(**base, **common, threshold=thr, verdict=verdict, estimate=comp.estimate, low=comp.low,
+                         high=comp.high, p_value=_f(comp.p_value), units_needed=needed)
+
+
+def decide_online(
+    crit: Criteria,
+    state_dir: Path,
+    *,
+    store=None,
+    criteria_path: str | None = None,
+    criteria_sha256: str | None = None,
+    decided_by: str = "",
+    analysis: an.Analysis | None = None,
+    guardrails_only: bool = False,
+    phase: int | None = None,
+) -> Decision:
+    """Run the analysis for the criteria's experiment and decide. `guardrails_only` is the
+    rollout check: trust + guardrails, no minimums or success criteria."""
+    assert crit.experiment is not None
+    decision_id = new_decision_id()
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        a = analysis or an.analyze(
+            state_dir, crit.experiment, phase=phase if phase is not None else crit.phase, control=crit.control,
+            metrics=crit.metrics, expected_weights=crit.expected_weights, store=store, alpha=crit.alpha,
+        )
+    except an.AnalysisError as e:
+        return Decision(decision_id=decision_id, verdict="HOLD", reasons=[f"no data: {e}"], stage="online",
+                        experiment=crit.experiment, route=crit.route, control=crit.control,
+                        treatment=crit.treatment, criteria_path=criteria_path, criteria_sha256=criteria_sha256,
+                        decided_by=decided_by, decided_at=now)
+    trust: list[str] = []
+    if not a.archive.ok:
+        where = "; ".join(f"{e.path}:{e.line}" for e in a.archive.examples[:5])
+        trust.append(f"archive has {a.archive.corrupt_lines} unreadable line(s) ({where})")
+    for arm in (crit.control, crit.treatment):
+        s = a.arm(arm)
+        if s is None or s.units == 0:
+            trust.append(f"arm {arm!r} has no units in phase {a.phase}")
+    if a.srm is None:
+        trust.append("sample-ratio mismatch could not be tested (no expected weights)")
+    elif not (a.srm.p_value >= crit.srm_p):
+        trust.append(f"sample-ratio mismatch: p = {a.srm.p_value:.3g} < {crit.srm_p} (units {a.srm.observed})")
+    metrics = [_metric_verdict(a, crit, c, "guardrail") for c in crit.guardrails]
+    if not guardrails_only:
+        metrics = [_metric_verdict(a, crit, c, "success") for c in crit.success] + metrics
+    minimums: list[str] = []
+    if not guardrails_only:
+        for arm in (crit.control, crit.treatment):
+            s = a.arm(arm)
+            n = s.units if s else 0
+            if n < crit.min_units_per_arm:
+                minimums.append(f"arm {arm!r} has {n} units < min_units_per_arm {crit.min_units_per_arm}")
+        if a.days < crit.min_days:
+            minimums.append(f"{a.days:.2f} days of data < min_days {crit.min_days}")
+    verdict, reasons = combine(trust_problems=trust, metrics=metrics, minimum_problems=minimums)
+    if guardrails_only and verdict == "GO":
+        reasons = ["guardrails ok"]
+    version = a.config_versions[-1] if a.config_versions else None
+    return Decision(
+        decision_id=decision_id, verdict=verdict, reasons=reasons, stage="online", experiment=a.experiment,
+        route=crit.route or a.route, phase=a.phase, config_version=version, control=crit.control,
+        treatment=crit.treatment,
+        arms=[ArmRecord(s.name, ", ".join(s.models) or None, s.expected_weight, s.units, s.interactions) for s in a.arms],
+        srm_p=_f(a.srm.p_value) if a.srm else None, srm_threshold=crit.srm_p, metrics=metrics,
+        criteria_path=criteria_path, criteria_sha256=criteria_sha256, data_first_ts=a.first_ts,
+        data_last_ts=a.last_ts, days=a.days, min_units_per_arm=crit.min_units_per_arm, min_days=crit.min_days,
+        archive_files=a.archive.files, archive_corrupt_lines=a.archive.corrupt_lines,
+        archive_corrupt_examples=[f"{e.path}:{e.line}: {e.error}" for e in a.archive.examples],
+        warnings=list(a.warnings), decided_by=decided_by, decided_at=now,
+        extra={"guardrails_only": True} if guardrails_only else {},
+    )
+
+
+def decide(crit: Criteria, state_dir: Path, **kw: Any) -> Decision:
+    """Either stage. Offline criteria go to `evaluation.offline.gate.decide(criteria, state_dir)`."""
+    if crit.stage == "offline":
+        from evaluation.offline import gate as offline_gate  # the offline-eval helper's module
+
+        d = offline_gate.decide(crit, state_dir)
+        d.criteria_path = d.criteria_path or kw.get("criteria_path")
+        d.criteria_sha256 = d.criteria_sha256 or kw.get("criteria_sha256")
+        d.decided_by = d.decided_by or kw.get("decided_by", "")
+        return d
+    return decide_online(crit, state_dir, **kw)

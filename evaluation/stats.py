@@ -1,0 +1,408 @@
+"""Shared statistics for online A/B analysis and offline evaluation.
+
+Every function is pure (no I/O), takes plain numbers or numpy arrays, and is checked
+against scipy/statsmodels in tests/unit/test_stats_*.py. Two-sided tests throughout;
+`alpha=0.05` means 95% intervals.
+
+Offline evaluation imports: `wilson_interval`, `mcnemar`, `bootstrap_ci`,
+`paired_bootstrap`. Online analysis imports the rest (Welch, delta method, SRM, power).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = [
+    "Interval",
+    "Comparison",
+    "McNemarResult",
+    "PairedBootstrap",
+    "SrmResult",
+    "ArmMoments",
+    "RatioMoments",
+    "wilson_interval",
+    "mcnemar",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "welch",
+    "welch_from_samples",
+    "relative_lift",
+    "ratio_estimate",
+    "ratio_compare",
+    "srm_test",
+    "units_for_mde",
+    "z_crit",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Treatment minus control (absolute) or (T - C) / C (relative), with a CI and p."""
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+    p_value: float
+    df: float | None = None  # Welch degrees of freedom; None for normal-approximation tests
+
+
+@dataclass(frozen=True, slots=True)
+class McNemarResult:
+    statistic: float
+    p_value: float
+    b: int  # base correct, candidate wrong
+    c: int  # base wrong, candidate correct
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PairedBootstrap:
+    """Mean of (candidate - base) over paired examples, percentile CI, two-sided p."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class SrmResult:
+    chi2: float
+    p_value: float
+    observed: dict[str, int]
+    expected: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ArmMoments:
+    """Sufficient statistics of per-unit values in one arm: n units, mean, sample variance."""
+
+    n: int
+    mean: float
+    var: float  # sample variance (ddof=1) of the per-unit values
+
+    @classmethod
+    def from_sums(cls, n: int, s: float, ss: float) -> ArmMoments:
+        """From n, sum x and sum x^2 (as aggregated in DuckDB)."""
+        if n <= 0:
+            return cls(0, math.nan, math.nan)
+        mean = s / n
+        var = (ss - n * mean * mean) / (n - 1) if n > 1 else math.nan
+        return cls(n, mean, max(var, 0.0) if not math.isnan(var) else var)
+
+    @classmethod
+    def from_values(cls, values: Sequence[float] | np.ndarray) -> ArmMoments:
+        a = np.asarray(values, dtype=float)
+        n = int(a.size)
+        if n == 0:
+            return cls(0, math.nan, math.nan)
+        return cls(n, float(a.mean()), float(a.var(ddof=1)) if n > 1 else math.nan)
+
+
+@dataclass(frozen=True, slots=True)
+class RatioMoments:
+    """Per-unit numerator x and denominator y sums for a ratio metric sum(x)/sum(y).
+
+    n units; sx, sy sums; sxx, syy, sxy sums of squares and cross products.
+    """
+
+    n: int
+    sx: float
+    sy: float
+    sxx: float
+    syy: float
+    sxy: float
+
+    @classmethod
+    def from_values(cls, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> RatioMoments:
+        xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        return cls(
+            int(xa.size),
+            float(xa.sum()),
+            float(ya.sum()),
+            float((xa * xa).sum()),
+            float((ya * ya).sum()),
+            float((xa * ya).sum()),
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def z_crit(alpha: float = 0.05) -> float:
+    """Two-sided normal critical value, e.g. 1.95996 for alpha 0.05."""
+    return float(_st.norm.ppf(1.0 - alpha / 2.0))
+
+
+def _normal_comparison(estimate: float, se: float, alpha: float, null: float = 0.0) -> Comparison:
+    if not (math.isfinite(estimate) and math.isfinite(se)) or se < 0:
+        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+    if se == 0:
+        p = 1.0 if estimate == null else 0.0
+        return Comparison(estimate, estimate, estimate, 0.0, p)
+    z = z_crit(alpha)
+    p = float(2.0 * _st.norm.sf(abs((estimate - null) / se)))
+    return Comparison(estimate, estimate - z * se, estimate + z * se, se, p)
+
+
+# ---------------------------------------------------------------------------------------
+# Proportions and paired tests (offline evaluation)
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> Interval:
+    """Wilson score interval for a binomial proportion.
+
+    Same numbers as `statsmodels.stats.proportion.proportion_confint(..., method="wilson")`.
+    n == 0 gives NaNs (missing data must never look like a result).
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes} n={n}")
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    z = z_crit(alpha)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar(b: int, c: int, exact: bool | None = None, correction: bool = True) -> McNemarResult:
+    """McNemar's test on the discordant pairs of a paired binary outcome.
+
+    b = pairs where base was right and candidate wrong, c = base wrong and candidate right.
+    exact=None picks the exact binomial test when b + c < 25 (the usual rule), else the
+    chi-square statistic with continuity correction. Matches
+    `statsmodels.stats.contingency_tables.mcnemar(table, exact=..., correction=...)`.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b} c={c}")
+    use_exact = (b + c) < 25 if exact is None else exact
+    if use_exact:
+        k, n = min(b, c), b + c
+        p = 1.0 if n == 0 else float(min(1.0, 2.0 * _st.binom.cdf(k, n, 0.5)))
+        return McNemarResult(float(k), p, b, c, True)
+    if b + c == 0:
+        return McNemarResult(0.0, 1.0, b, c, False)
+    diff = abs(b - c) - (1.0 if correction else 0.0)
+    stat = diff**2 / (b + c)  # statsmodels does not clamp at 0 when b == c; we match it
+    return McNemarResult(float(stat), float(_st.chi2.sf(stat, 1)), b, c, False)
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] | str = "mean",
+    alpha: float = 0.05,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap CI of a statistic ("mean", "median", or a function of a 1-D array).
+
+    Deterministic for a given seed. Empty input gives NaNs.
+    """
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_resamples, a.size))
+    samples = a[idx]
+    if statistic == "mean":
+        est, boot = float(a.mean()), samples.mean(axis=1)
+    elif statistic == "median":
+        est, boot = float(np.median(a)), np.median(samples, axis=1)
+    elif callable(statistic):
+        est = float(statistic(a))
+        boot = np.array([statistic(row) for row in samples], dtype=float)
+    else:
+        raise ValueError(f"unknown statistic {statistic!r}; use 'mean', 'median' or a function")
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return Interval(est, float(lo), float(hi))
+
+
+def paired_bootstrap(
+    base: Sequence[float] | np.ndarray,
+    candidate: Sequence[float] | np.ndarray,
+    alpha: float = 0.05,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> PairedBootstrap:
+    """Paired bootstrap of mean(candidate - base) over the same examples.
+
+    The p-value is the two-sided bootstrap p: twice the share of resampled mean differences
+    on the other side of zero (bounded below by 1/n_resamples so it is never exactly 0).
+    """
+    b, c = np.asarray(base, dtype=float), np.asarray(candidate, dtype=float)
+    if b.shape != c.shape:
+        raise ValueError(f"paired samples must have the same length, got {b.size} and {c.size}")
+    if b.size == 0:
+        return PairedBootstrap(math.nan, math.nan, math.nan, math.nan, 0)
+    d = c - b
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, d.size, size=(n_resamples, d.size))].mean(axis=1)
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    est = float(d.mean())
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        below = float(np.mean(boot <= 0))
+        above = float(np.mean(boot >= 0))
+        p = min(1.0, max(2.0 * min(below, above), 1.0 / n_resamples))
+    return PairedBootstrap(est, float(lo), float(hi), p, int(d.size))
+
+
+# ---------------------------------------------------------------------------------------
+# Two-sample comparisons on per-unit aggregates (online analysis)
+
+
+def welch(control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05) -> Comparison:
+    """Welch's t-test / CI for mean(treatment) - mean(control) from per-unit moments.
+
+    Matches `scipy.stats.ttest_ind(t, c, equal_var=False)` for the p-value and its
+    `confidence_interval()`. Needs >= 2 units per arm, else NaNs.
+    """
+    if control.n < 2 or treatment.n < 2:
+        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+    vc, vt = control.var / control.n, treatment.var / treatment.n
+    diff = treatment.mean - control.mean
+    se2 = vc + vt
+    if se2 <= 0:
+        p = 1.0 if diff == 0 else 0.0
+        return Comparison(diff, diff, diff, 0.0, p, float(control.n + treatment.n - 2))
+    se = math.sqrt(se2)
+    df = se2 * se2 / (vc * vc / (control.n - 1) + vt * vt / (treatment.n - 1))
+    t = diff / se
+    q = float(_st.t.ppf(1 - alpha / 2, df))
+    p = float(2 * _st.t.sf(abs(t), df))
+    return Comparison(diff, diff - q * se, diff + q * se, se, p, float(df))
+
+
+def welch_from_samples(control: Sequence[float], treatment: Sequence[float], alpha: float = 0.05) -> Comparison:
+    return welch(ArmMoments.from_values(control), ArmMoments.from_values(treatment), alpha)
+
+
+def relative_lift(control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05) -> Comparison:
+    """(mean_t - mean_c) / mean_c with a delta-method normal CI (independent arms).
+
+    Var(mt/mc) ~= Var(mt)/mc^2 + mt^2 Var(mc)/mc^4. Undefined (NaN) when the control
+    mean is 0 or an arm has fewer than 2 units.
+    """
+    if control.n < 2 or treatment.n < 2 or control.mean == 0 or not math.isfinite(control.mean):
+        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+    mc, mt = control.mean, treatment.mean
+    vmc, vmt = control.var / control.n, treatment.var / treatment.n
+    var = vmt / mc**2 + mt**2 * vmc / mc**4
+    return _normal_comparison(mt / mc - 1.0, math.sqrt(max(var, 0.0)), alpha)
+
+
+def ratio_estimate(m: RatioMoments) -> tuple[float, float]:
+    """Ratio sum(x)/sum(y) over units and its delta-method variance (units are i.i.d.).
+
+    Var(R) ~= (Var(x) - 2 R Cov(x,y) + R^2 Var(y)) / (n * ybar^2).
+    """
+    if m.n < 2 or m.sy == 0:
+        return (math.nan, math.nan)
+    n = m.n
+    xbar, ybar = m.sx / n, m.sy / n
+    r = m.sx / m.sy
+    vx = (m.sxx - n * xbar * xbar) / (n - 1)
+    vy = (m.syy - n * ybar * ybar) / (n - 1)
+    cxy = (m.sxy - n * xbar * ybar) / (n - 1)
+    var = (vx - 2 * r * cxy + r * r * vy) / (n * ybar * ybar)
+    return (r, max(var, 0.0))
+
+
+def ratio_compare(
+    control: RatioMoments, treatment: RatioMoments, alpha: float = 0.05, relative: bool = False
+) -> Comparison:
+    """Compare a ratio metric (e.g. thumbs-up rate over interactions with feedback) between
+    arms, with unit-level delta-method variances. relative=True gives (Rt - Rc) / Rc."""
+    rc, vc = ratio_estimate(control)
+    rt, vt = ratio_estimate(treatment)
+    if not (math.isfinite(rc) and math.isfinite(rt)):
+        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+    if not relative:
+        return _normal_comparison(rt - rc, math.sqrt(vc + vt), alpha)
+    if rc == 0:
+        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+    var = vt / rc**2 + rt**2 * vc / rc**4
+    return _normal_comparison(rt / rc - 1.0, math.sqrt(var), alpha)
+
+
+# ---------------------------------------------------------------------------------------
+# Sample-ratio mismatch and power
+
+
+def srm_test(observed: Mapping[str, int], expected_weights: Mapping[str, float]) -> SrmResult:
+    """Chi-square goodness of fit of units per arm against the configured weights.
+
+    Same as `scipy.stats.chisquare(obs, f_exp)`. Arms with expected weight 0 and no units
+    are dropped; units in an arm expected at 0 give p = 0 (a broken split).
+    """
+    names = list(expected_weights)
+    unknown = [a for a in observed if a not in expected_weights and observed[a] > 0]
+    if unknown:
+        raise ValueError(f"units observed in arms without an expected weight: {', '.join(unknown)}")
+    total_w = float(sum(expected_weights.values()))
+    if total_w <= 0:
+        raise ValueError("expected weights must sum to a positive number")
+    total = int(sum(observed.get(a, 0) for a in names))
+    obs = {a: int(observed.get(a, 0)) for a in names}
+    exp = {a: total * float(expected_weights[a]) / total_w for a in names}
+    if total == 0:
+        return SrmResult(math.nan, math.nan, obs, exp)
+    chi2 = 0.0
+    dof = -1
+    for a in names:
+        if exp[a] == 0:
+            if obs[a] > 0:
+                return SrmResult(math.inf, 0.0, obs, exp)
+            continue
+        chi2 += (obs[a] - exp[a]) ** 2 / exp[a]
+        dof += 1
+    if dof <= 0:
+        return SrmResult(0.0, 1.0, obs, exp)
+    return SrmResult(float(chi2), float(_st.chi2.sf(chi2, dof)), obs, exp)
+
+
+def units_for_mde(
+    sd_control: float,
+    min_effect: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    sd_treatment: float | None = None,
+    ratio: float = 1.0,
+) -> int:
+    """Units needed in the control arm to detect an absolute difference `min_effect`
+    (two-sided, normal approximation); treatment needs ratio x that.
+
+    n_c = (z_{1-alpha/2} + z_power)^2 * (sd_c^2 + sd_t^2 / ratio) / mde^2. With equal sds
+    this is `statsmodels NormalIndPower().solve_power(mde/sd, alpha=, power=, ratio=)`.
+    """
+    if min_effect <= 0 or not math.isfinite(min_effect):
+        raise ValueError(f"min_effect must be > 0, got {min_effect}")
+    sd_t = sd_control if sd_treatment is None else sd_treatment
+    if not (math.isfinite(sd_control) and math.isfinite(sd_t)):
+        raise ValueError("standard deviations must be finite")
+    za = z_crit(alpha)
+    zb = float(_st.norm.ppf(power))
+    n = (za + zb) ** 2 * (sd_control**2 + sd_t**2 / ratio) / min_effect**2
+    return max(2, math.ceil(n))

@@ -1,0 +1,132 @@
+"""The gateway's Litestar app: the chat proxy (raw ASGI), models, health, metrics, admin."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.handlers import asgi
+
+from gateway import admin
+from gateway.errors import ApiError, error_body
+from gateway.proxy import chat_completions
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+log = structlog.get_logger("abgate.app")
+_enc = msgspec.json.Encoder()
+
+
+def runtime(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+@asgi("/v1/chat/completions", copy_scope=False)
+async def chat(scope: Any, receive: Any, send: Any) -> None:
+    await chat_completions(scope["app"].state.runtime, scope, receive, send)
+
+
+@get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
+def models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    comp = runtime(request).compiled
+    principal = comp.auth.client(request.headers.get("authorization"))
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "abgate"}
+        for name in comp.routes
+        if principal.may_use(name)
+    ]
+    return Response(_enc.encode({"object": "list", "data": data}), media_type=MediaType.JSON)
+
+
+@get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
+def healthz() -> Response[bytes]:
+    return Response(b'{"status":"ok"}', media_type=MediaType.JSON)
+
+
+@get("/readyz", media_type=MediaType.JSON, sync_to_thread=False)
+def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    rt = runtime(request)
+    checks = {
+        "config_loaded": rt.compiled is not None,
+        "sink_writable": bool(rt.sink is not None and rt.sink.writable),
+    }
+    ok = all(checks.values())
+    body = {"status": "ready" if ok else "not_ready", "checks": checks,
+            "config_version": rt.compiled.version if rt.compiled else None}
+    return Response(_enc.encode(body), status_code=200 if ok else 503, media_type=MediaType.JSON)
+
+
+@get("/metrics", sync_to_thread=False)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    rt = runtime(request)
+    if rt.sink is not None:
+        rt.metrics.set_queue_depth(rt.sink.queue_depth)
+    body, content_type = rt.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    return Response(exc.body(), status_code=exc.status, media_type=MediaType.JSON,
+                    headers={k.decode(): v.decode() for k, v in exc.headers})
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "invalid_request")
+    detail = exc.detail
+    extra = getattr(exc, "extra", None)
+    if extra and exc.status_code == 400:
+        detail = f"{detail}: {extra}"
+    return Response(error_body(exc.status_code, str(detail), code), status_code=exc.status_code,
+                    media_type=MediaType.JSON, headers=getattr(exc, "headers", None) or {})
+
+
+def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("handler_failed", error=type(exc).__name__)
+    return Response(error_body(500, "internal gateway error", "internal_error"), status_code=500,
+                    media_type=MediaType.JSON)
+
+
+def _feedback_handlers() -> list[Any]:
+    """`POST /v1/feedback` lives in gateway.feedback (events area); register what it exposes."""
+    try:
+        mod = importlib.import_module("gateway.feedback")
+    except ModuleNotFoundError as err:
+        if err.name != "gateway.feedback":
+            raise
+        log.warning("feedback_endpoint_missing", detail="gateway.feedback not found")
+        return []
+    for name in ("route_handlers", "handlers"):
+        found = getattr(mod, name, None)
+        if found:
+            return list(found)
+    for name in ("feedback", "post_feedback", "feedback_handler"):
+        found = getattr(mod, name, None)
+        if found is not None:
+            return [found]
+    raise RuntimeError("gateway.feedback exposes no route handler")
+
+
+def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        rt = Runtime(settings)
+        app.state.runtime = rt
+        try:
+            await rt.start()
+            yield
+        finally:
+            await rt.stop()
+
+    return Litestar(
+        route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
+                        *extra_handlers],
+        lifespan=[lifespan],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        debug=False,
+    )

@@ -1,0 +1,222 @@
+"""Seed 003's admin API for the training loop, as Litestar handlers.
+
+Mounted by `abgate.server:create` next to the gateway's own handlers (the gateway never
+imports training). Handlers read `request.app.state.runtime` (`state_dir`, `config`) and,
+when set, `request.app.state.trainer_factory(config, upstream) -> Trainer` (tests and
+embedders inject one; the default is the `openai` SDK from env or a config upstream).
+Every mutating call appends an audit event.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from gateway.archive import append_events
+from gateway.auth import AuthIndex, bearer
+from gateway.config import RouterConfig
+from gateway.errors import ApiError
+from gateway.events import Audit, new_event_id, now_rfc3339
+from training.registry import Registry
+from training.service import LaunchRefused, export_lines, launch_from_registry
+from training.trainer import Trainer, TrainerError, make_trainer, sync_run
+
+
+def _runtime(request: ASGIConnection[Any, Any, Any, Any]) -> Any:
+    return request.app.state.runtime
+
+
+def _config(request: ASGIConnection[Any, Any, Any, Any]) -> RouterConfig | None:
+    cv = getattr(_runtime(request), "config", None)
+    return cv.config if cv is not None else None
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Open dev mode only when there is no `auth` section and no admin token set."""
+    cfg = _config(connection)
+    index = AuthIndex(cfg.auth if cfg else None)
+    expected = index.admin_token_digest()
+    if expected is None:
+        if index.open:
+            return
+        raise ApiError(403, f"admin API disabled: set the admin token in ${index.admin_token_env}", "admin_disabled")
+    token = bearer(connection.headers.get("authorization"))
+    if not index.is_admin_token(token):
+        raise ApiError(401, "admin token required: Authorization: Bearer <admin token>", "invalid_admin_token")
+
+
+def _registry(request: Request[Any, Any, Any]) -> Registry:
+    return Registry(_runtime(request).state_dir)
+
+
+def _trainer(request: Request[Any, Any, Any], upstream: str | None) -> Trainer:
+    factory = getattr(request.app.state, "trainer_factory", None)
+    upstream = upstream or os.environ.get("ABGATE_FINETUNE_UPSTREAM") or None
+    if factory is not None:
+        return factory(_config(request), upstream)
+    try:
+        return make_trainer(upstream=upstream, config=_config(request))
+    except TrainerError as err:
+        raise ApiError(503, str(err), "trainer_unavailable") from None
+
+
+def _audit(request: Request[Any, Any, Any], action: str, detail: dict[str, Any]) -> None:
+    event = Audit(event_id=new_event_id(), ts=now_rfc3339(), tenant="system", action=action, actor="admin",
+                  detail=detail)
+    sink = getattr(_runtime(request), "sink", None)
+    if sink is None or not sink.emit(event):
+        append_events(_runtime(request).state_dir, [event])
+
+
+def _float_param(value: str | None, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, got {value!r}", "invalid_parameter", param=name) from None
+
+
+@get("/admin/export/jsonl", guards=[admin_guard], sync_to_thread=True)
+def export_jsonl(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """OpenAI chat JSONL of curated examples; `min_quality` on the 1-10 scale."""
+    q = request.query_params
+    min_q = _float_param(q.get("min_quality"), "min_quality")
+    split = q.get("split") or None
+    if split is not None and split not in ("train", "validation", "heldout"):
+        raise ApiError(400, "split must be train, validation or heldout", "invalid_parameter", param="split")
+    reg = _registry(request)
+    try:
+        if q.get("dataset_id"):
+            try:
+                reg.dataset(q["dataset_id"])
+            except KeyError as err:
+                raise ApiError(404, str(err.args[0]), "dataset_not_found", param="dataset_id") from None
+        lines = export_lines(reg, dataset_id=q.get("dataset_id") or None, tenant=q.get("tenant") or None,
+                             split=split, min_quality10=min_q, validated_only=q.get("validated_only") == "true")
+    finally:
+        reg.close()
+    _audit(request, "export_jsonl", {"examples": len(lines), **{k: v for k, v in q.items()}})
+    return Response(content="".join(line + "\n" for line in lines).encode(), media_type="application/jsonl",
+                    headers={"x-abgate-examples": str(len(lines))})
+
+
+class CreateBody(msgspec.Struct, forbid_unknown_fields=True):
+    base_model: str
+    min_quality_score: float | None = None
+    dataset_id: str | None = None
+    tenant: str | None = None
+    suffix: str | None = None
+    hyperparameters: dict[str, Any] = {}
+    min_examples: int = 10
+    upstream: str | None = None
+
+
+_HP = {"n_epochs": int, "batch_size": int, "learning_rate_multiplier": float}
+
+
+@post("/admin/fine-tune/create", guards=[admin_guard], sync_to_thread=True, status_code=201)
+def finetune_create(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = msgspec.convert(data, CreateBody)
+    except msgspec.ValidationError as err:
+        raise ApiError(400, f"invalid request: {err}", "invalid_request") from None
+    hyper: dict[str, Any] = {}
+    for key, value in body.hyperparameters.items():
+        if key not in _HP:
+            raise ApiError(400, f"unknown hyperparameter {key!r} (known: {', '.join(_HP)})", "invalid_request",
+                           param=f"hyperparameters.{key}")
+        if value == "auto":
+            continue
+        try:
+            hyper[key] = _HP[key](value)
+        except (TypeError, ValueError):
+            raise ApiError(400, f"{key} must be a number or 'auto'", "invalid_request",
+                           param=f"hyperparameters.{key}") from None
+    trainer = _trainer(request, body.upstream)
+    reg = _registry(request)
+    try:
+        launched = launch_from_registry(
+            trainer, reg, model=body.base_model, tenant=body.tenant, dataset_id=body.dataset_id,
+            min_quality10=body.min_quality_score, min_examples=body.min_examples, config=_config(request),
+            suffix=body.suffix, **hyper)
+        run = reg.run(launched.run_id)
+    except LaunchRefused as err:
+        raise ApiError(422, str(err), "dataset_invalid") from None
+    except TrainerError as err:
+        raise ApiError(502, str(err), "trainer_error") from None
+    finally:
+        reg.close()
+    _audit(request, "finetune_create", {"job_id": launched.job.id, "run_id": launched.run_id,
+                                        "base_model": body.base_model})
+    return {"job_id": launched.job.id, "run_id": launched.run_id, "status": run["status"],
+            "n_examples": run["n_examples"], "estimated_cost_usd": run["estimated_cost_usd"],
+            "estimated_tokens": run["estimated_tokens"], "epochs": launched.estimate.epochs}
+
+
+@get("/admin/fine-tune/{job_id:str}/status", guards=[admin_guard], sync_to_thread=True)
+def finetune_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+    reg = _registry(request)
+    try:
+        if reg.run_by_job(job_id) is None:
+            raise ApiError(404, f"no training run for job {job_id!r}", "job_not_found", param="job_id")
+        try:
+            job = _trainer(request, request.query_params.get("upstream")).retrieve(job_id)
+        except TrainerError as err:
+            raise ApiError(502, str(err), "trainer_error") from None
+        run = sync_run(reg, job, _config(request))
+        versions = [v for v in reg.model_versions() if v["run_id"] == run["id"]]
+    finally:
+        reg.close()
+    return {"job_id": job_id, "run": run, "fine_tuned_model": job.fine_tuned_model, "status": job.status,
+            "trained_tokens": job.trained_tokens, "error": job.error,
+            "model_version": versions[0] if versions else None}
+
+
+@get("/admin/fine-tune/models", guards=[admin_guard], sync_to_thread=True)
+def finetune_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    reg = _registry(request)
+    try:
+        return {"data": reg.model_versions(request.query_params.get("tenant") or None)}
+    finally:
+        reg.close()
+
+
+def _summary(reg: Registry, ds: dict[str, Any]) -> dict[str, Any]:
+    exs = reg.examples(dataset_id=ds["id"])
+    count: dict[str, dict[str, int]] = {"splits": {}, "status": {}, "categories": {}}
+    for e in exs:
+        for key, value in (("splits", e["split"]), ("status", e["status"]), ("categories", e["category"])):
+            count[key][str(value)] = count[key].get(str(value), 0) + 1
+    return {k: ds[k] for k in ("id", "tenant_id", "name", "description", "source", "created_at", "example_count")} \
+        | count | {"validated": sum(1 for e in exs if e["validated"])}
+
+
+@get("/admin/datasets", guards=[admin_guard], sync_to_thread=True)
+def datasets(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    reg = _registry(request)
+    try:
+        return {"data": [_summary(reg, d) for d in reg.datasets(request.query_params.get("tenant") or None)]}
+    finally:
+        reg.close()
+
+
+@get("/admin/datasets/{dataset_id:str}", guards=[admin_guard], sync_to_thread=True)
+def dataset(request: Request[Any, Any, Any], dataset_id: str) -> dict[str, Any]:
+    reg = _registry(request)
+    try:
+        try:
+            ds = reg.dataset(dataset_id)
+        except KeyError as err:
+            raise ApiError(404, str(err.args[0]), "dataset_not_found", param="dataset_id") from None
+        return _summary(reg, ds) | {"report": ds["report"], "params": ds["params"]}
+    finally:
+        reg.close()
+
+
+handlers = [export_jsonl, finetune_create, finetune_status, finetune_models, datasets, dataset]

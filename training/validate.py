@@ -1,0 +1,280 @@
+"""Validation of an OpenAI chat fine-tuning JSONL file before any upload.
+
+Rules follow OpenAI's cookbook data-prep checks (data_type, missing_messages_list,
+message_missing_key, message_unrecognized_key, unrecognized_role, missing_content,
+example_missing_assistant_message), plus assistant `weight` 0/1, the per-example token
+limit, the example minimum, one consistent system prompt and seed 003's checklist.
+Every problem names its 1-based line number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training import tokens as tk
+
+ALLOWED_KEYS = frozenset({"role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight"})
+ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
+TOP_LEVEL_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
+OPENAI_MIN_EXAMPLES = 10
+RECOMMENDED_MIN_EXAMPLES = 50
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None  # None = about the whole file
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "file"
+        return f"{where}: [{self.code}] {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    name: str
+    status: str  # pass | warn | fail | unknown
+    detail: str
+
+
+@dataclass
+class Report:
+    path: str
+    examples: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    token_counts: list[int] = field(default_factory=list)
+    system_prompts: Counter[str] = field(default_factory=Counter)
+    checklist: list[CheckItem] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "examples": self.examples,
+            "errors": [p.__dict__ for p in self.errors],
+            "warnings": [p.__dict__ for p in self.warnings],
+            "checklist": [c.__dict__ for c in self.checklist],
+            "system_prompts": len(self.system_prompts),
+        }
+
+
+def system_prompt(messages: list[dict[str, Any]]) -> str | None:
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):
+            return m["content"]
+    return None
+
+
+def _check_content(m: dict[str, Any]) -> bool:
+    content = m.get("content")
+    if isinstance(content, str):
+        return bool(content)
+    if isinstance(content, list):  # content parts
+        return bool(content) and all(isinstance(p, dict) and "type" in p for p in content)
+    # an assistant turn may carry only a tool/function call
+    return content is None and m.get("role") == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
+
+
+def check_example(obj: Any, line: int) -> list[Problem]:
+    """The format errors of one parsed line (cookbook order)."""
+    if not isinstance(obj, dict):
+        return [Problem(line, "data_type", f"each line must be a JSON object, got {type(obj).__name__}")]
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [Problem(line, "missing_messages_list", "`messages` must be a non-empty list")]
+    out: list[Problem] = []
+    for key in obj:
+        if key not in TOP_LEVEL_KEYS:
+            out.append(Problem(line, "unrecognized_key", f"unknown top-level key {key!r}"))
+    for i, m in enumerate(messages):
+        at = f"messages[{i}]"
+        if not isinstance(m, dict):
+            out.append(Problem(line, "message_missing_key", f"{at} must be an object with role and content"))
+            continue
+        if "role" not in m or ("content" not in m and not (m.get("tool_calls") or m.get("function_call"))):
+            missing = "role" if "role" not in m else "content"
+            out.append(Problem(line, "message_missing_key", f"{at} has no {missing!r}"))
+            continue
+        extra = sorted(k for k in m if k not in ALLOWED_KEYS)
+        if extra:
+            out.append(Problem(line, "message_unrecognized_key", f"{at} has unknown key(s) {', '.join(extra)}"))
+        if m["role"] not in ROLES:
+            out.append(Problem(line, "unrecognized_role", f"{at} role {m['role']!r} is not one of {sorted(ROLES)}"))
+        if not _check_content(m):
+            out.append(Problem(line, "missing_content", f"{at} content must be a non-empty string"))
+        if "weight" in m:
+            if m.get("role") != "assistant":
+                out.append(Problem(line, "invalid_weight", f"{at} `weight` is only allowed on assistant messages"))
+            elif m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
+                out.append(Problem(line, "invalid_weight", f"{at} `weight` must be 0 or 1, got {m['weight']!r}"))
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        out.append(Problem(line, "example_missing_assistant_message", "no assistant message to learn from"))
+    return out
+
+
+def _norm(messages: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).lower().encode()).hexdigest()
+
+
+def validate_lines(
+    lines: list[str],
+    *,
+    path: str = "<data>",
+    model: str = "gpt-4o-mini-2024-07-18",
+    min_examples: int = OPENAI_MIN_EXAMPLES,
+    allow_mixed_system_prompts: bool = False,
+    near_dup_threshold: float | None = 0.9,
+    config: Any = None,
+) -> Report:
+    rep = Report(path=path)
+    limit = tk.token_limit(model, config)
+    seen: dict[str, int] = {}
+    prompt_lines: dict[str | None, list[int]] = {}
+    for no, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            if no != len(lines):
+                rep.errors.append(Problem(no, "blank_line", "blank line (every line must be one JSON object)"))
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            rep.errors.append(Problem(no, "invalid_json", f"not valid JSON: {err.msg} at column {err.colno}"))
+            continue
+        rep.examples += 1
+        problems = check_example(obj, no)
+        rep.errors.extend(p for p in problems if p.code != "unrecognized_key")
+        rep.warnings.extend(p for p in problems if p.code == "unrecognized_key")
+        if problems and any(p.code in ("data_type", "missing_messages_list") for p in problems):
+            continue
+        messages = obj["messages"]
+        good = [m for m in messages if isinstance(m, dict)]
+        n_tokens = tk.count_messages(good, model)
+        rep.token_counts.append(n_tokens)
+        if n_tokens > limit:
+            rep.errors.append(Problem(
+                no, "token_limit", f"{n_tokens} tokens exceeds the {limit}-token limit of {model}; it would be truncated"))
+        sp = system_prompt(good)
+        rep.system_prompts[sp or ""] += 1
+        prompt_lines.setdefault(sp, []).append(no)
+        key = _norm(messages)
+        if key in seen:
+            rep.warnings.append(Problem(no, "duplicate", f"exact duplicate of line {seen[key]}"))
+        else:
+            seen[key] = no
+        rep.rows.append({"line": no, "messages": good})
+    if rep.examples < min_examples:
+        rep.errors.append(Problem(None, "too_few_examples",
+                                  f"{rep.examples} examples; at least {min_examples} are required"))
+    elif rep.examples < RECOMMENDED_MIN_EXAMPLES:
+        rep.warnings.append(Problem(None, "few_examples",
+                                    f"{rep.examples} examples; {RECOMMENDED_MIN_EXAMPLES}+ are recommended"))
+    if len(prompt_lines) > 1:
+        main_prompt = max(prompt_lines, key=lambda k: len(prompt_lines[k]))
+        for sp, nos in prompt_lines.items():
+            if sp == main_prompt:
+                continue
+            shown = ", ".join(map(str, nos[:20])) + (" ..." if len(nos) > 20 else "")
+            what = "no system prompt" if sp is None else f"a different system prompt ({sp[:40]!r})"
+            p = Problem(nos[0], "inconsistent_system_prompt",
+                        f"{len(nos)} example(s) have {what} than the {len(prompt_lines[main_prompt])} others "
+                        f"(lines {shown})")
+            (rep.warnings if allow_mixed_system_prompts else rep.errors).append(p)
+    near = _near_duplicates(rep.rows, near_dup_threshold) if near_dup_threshold else []
+    for a, b, sim in near:
+        rep.warnings.append(Problem(b, "near_duplicate", f"near-duplicate of line {a} (similarity {sim:.2f})"))
+    rep.checklist = checklist(rep, near)
+    return rep
+
+
+def _near_duplicates(rows: list[dict[str, Any]], threshold: float) -> list[tuple[int, int, float]]:
+    from training.dedup import near_duplicate_pairs
+
+    texts = [example_text(r["messages"]) for r in rows]
+    pairs = near_duplicate_pairs(texts, threshold)
+    return [(rows[i]["line"], rows[j]["line"], s) for i, j, s in pairs]
+
+
+def example_text(messages: list[dict[str, Any]]) -> str:
+    """The non-system text of a conversation, for duplicate detection."""
+    parts = []
+    for m in messages:
+        if m.get("role") != "system":
+            c = m.get("content")
+            parts.append(c if isinstance(c, str) else json.dumps(c, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def checklist(rep: Report, near: list[tuple[int, int, float]], *, reviewed_recent: bool | None = None,
+              categories: Counter[str] | None = None) -> list[CheckItem]:
+    """Seed 003's pre-training checklist, from what the file (and optionally the registry) tells."""
+    n = rep.examples
+    items = [
+        CheckItem("at least 50 approved examples (100+ preferred)",
+                  "pass" if n >= 100 else "warn" if n >= 50 else "fail", f"{n} examples"),
+        CheckItem("examples reviewed in the past 2 weeks",
+                  "unknown" if reviewed_recent is None else "pass" if reviewed_recent else "warn",
+                  "needs --dataset to check review dates" if reviewed_recent is None else ""),
+    ]
+    dups = sum(1 for p in rep.warnings if p.code == "duplicate")
+    items.append(CheckItem("no duplicate or near-duplicate examples", "pass" if not dups and not near else "warn",
+                           f"{dups} exact, {len(near)} near-duplicate"))
+    cats = categories if categories is not None else Counter(
+        c for c in (category_of(r["messages"]) for r in rep.rows) if c)
+    if not cats:
+        items.append(CheckItem("balanced across categories", "unknown", "no categories in the data"))
+    else:
+        share = max(cats.values()) / sum(cats.values())
+        items.append(CheckItem("balanced across categories", "pass" if share <= 0.5 or len(cats) == 1 else "warn",
+                               f"{len(cats)} categories, largest {share:.0%}"))
+    prompts = len(rep.system_prompts)
+    items.append(CheckItem("system prompt is finalized (one consistent prompt)", "pass" if prompts <= 1 else "fail",
+                           f"{prompts} distinct system prompt(s)"))
+    return items
+
+
+def category_of(messages: list[dict[str, Any]]) -> str | None:
+    """A category the data itself carries: `intent_type`/`category` of a JSON assistant answer (seed 001)."""
+    fields = structured_fields(messages)
+    value = fields.get("intent_type") or fields.get("category")
+    return str(value) if value is not None else None
+
+
+def structured_fields(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    for m in reversed(messages):
+        if m.get("role") == "assistant" and isinstance(m.get("content"), str):
+            try:
+                obj = json.loads(m["content"])
+            except (json.JSONDecodeError, ValueError):
+                return {}
+            return obj if isinstance(obj, dict) else {}
+    return {}
+
+
+def validate_file(path: Path, **kw: Any) -> Report:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        rep = Report(path=str(path))
+        rep.errors.append(Problem(None, "missing_file", f"{path}: no such file"))
+        return rep
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        rep = Report(path=str(path))
+        rep.errors.append(Problem(line, "encoding", f"not UTF-8 (byte offset {err.start})"))
+        return rep
+    return validate_lines(text.removesuffix("\n").split("\n"), path=str(path), **kw)
