@@ -93,8 +93,6 @@ def validate(raw: Any) -> Criteria:
         raise CriteriaError("min_units_per_arm", "minimums must be >= 0")
     if crit.control == crit.treatment:
         raise CriteriaError("treatment", "control and treatment must be different arms")
-    if crit.stage == "online" and not crit.experiment:
-        raise CriteriaError("experiment", "required for stage: online")
     if crit.stage == "offline":
         for name in ("baseline", "candidate"):
             if not getattr(crit, name):

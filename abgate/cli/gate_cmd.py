@@ -54,6 +54,9 @@ def gate_command(
     sdir = state_dir(state)
     try:
         crit, sha = critmod.load(criteria)
+        if crit.stage == "online" and not crit.experiment:
+            # rollout guardrail files may leave it out (the rollout names the route); a gate may not
+            raise critmod.CriteriaError("experiment", "required for stage: online")
     except critmod.CriteriaError as e:
         raise fail(f"{criteria}: {e}", 2) from None
     store = open_store(state, redis)

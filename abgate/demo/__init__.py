@@ -1,0 +1,1 @@
+"""`abgate demo`: the whole loop on embedded defaults and the bundled simulator."""
