@@ -12,9 +12,8 @@ import sys
 from typing import Any
 
 import structlog
-from litestar import Litestar
 
-from gateway.app import create_app
+from gateway.app import create_app, fast_path
 from gateway.settings import Settings
 
 
@@ -46,7 +45,7 @@ def _extra_handlers() -> list[Any]:
     return list(getattr(mod, "handlers", None) or getattr(mod, "route_handlers", None) or [])
 
 
-def create() -> Litestar:
+def create() -> Any:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    return create_app(settings, extra_handlers=_extra_handlers())
+    return fast_path(create_app(settings, extra_handlers=_extra_handlers()))

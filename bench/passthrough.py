@@ -1,8 +1,11 @@
 """The floor: the thinnest forwarder on the gateway's own stack.
 
-Litestar on uvicorn (uvloop + httptools) with one pooled keep-alive aiohttp session, forwarding
-`POST /v1/chat/completions` bodies unchanged and streaming the upstream answer back chunk by
-chunk. No routing, no events, no metrics: whatever abgate costs above this is abgate's own cost.
+Litestar app (lifespan, /healthz) on uvicorn (uvloop + httptools) with one pooled keep-alive
+aiohttp session, forwarding `POST /v1/chat/completions` bodies unchanged and streaming the
+upstream answer back chunk by chunk. Like abgate's own hot path, the chat route is a raw ASGI
+callable in front of Litestar's router (`--litestar-handler` routes it through a regular
+Litestar handler instead, to show what the framework layer costs). No routing, no events, no
+metrics: whatever abgate costs above this is abgate's own cost.
 
     python -m bench.passthrough --upstream http://127.0.0.1:8001 --port 8002
 """
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+import msgspec
 import uvicorn
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import State
@@ -71,14 +76,63 @@ def create_app(upstream_base: str) -> Litestar:
     )
 
 
+_JSON = [(b"content-type", b"application/json")]
+
+
+class RawForwarder:
+    """ASGI: chat completions go straight to the upstream; everything else (and lifespan) to Litestar."""
+
+    def __init__(self, app: Litestar):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.decode() in _FORWARD_HEADERS}
+        state = self.app.state
+        try:
+            upstream = await state.session.post(state.upstream_url, data=b"".join(chunks), headers=headers)
+        except aiohttp.ClientError as err:
+            body = msgspec.json.encode({"error": {"message": f"upstream unreachable: {err}", "type": "upstream_error",
+                                                  "code": "bad_gateway"}})
+            await send({"type": "http.response.start", "status": 502, "headers": _JSON})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            media_type = upstream.headers.get("content-type", "application/json")
+            out_headers = [(b"content-type", media_type.encode())]
+            if media_type.startswith("text/event-stream"):
+                await send({"type": "http.response.start", "status": upstream.status, "headers": out_headers})
+                async for chunk in upstream.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                body = await upstream.read()
+                out_headers.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": upstream.status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            upstream.release()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="upstream base URL (without /v1)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--litestar-handler", action="store_true",
+                        help="serve chat through a regular Litestar handler instead of the raw ASGI fast path")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.upstream), host=args.host, port=args.port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", lifespan="on")
+    app = create_app(args.upstream)
+    uvicorn.run(app if args.litestar_handler else RawForwarder(app), host=args.host, port=args.port, loop="uvloop",
+                http="httptools", access_log=False, log_level="warning", lifespan="on")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def events_ok(events: dict[str, Any]) -> bool:
 
 
 def _check(target: str, name: str, value: float | None, limit: float, *, at_most: bool) -> dict[str, Any]:
-    ok = value is not None and (value <= limit if at_most else value >= limit)
+    # None: not measured in this run (a baseline configuration was skipped) -> n/a, not a failure
+    ok = None if value is None else (value <= limit if at_most else value >= limit)
     return {"target": target, "check": name, "value": value, "limit": limit,
             "op": "<=" if at_most else ">=", "ok": ok}
 
@@ -186,7 +187,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["## Targets (issue 9)", "", "| where | target | measured | limit | met |", "|---|---|---:|---:|:---:|"]
         for c in cs:
             lines.append(f"| {c['target']} | {c['check']} | {_f(c['value'])} | {c['op']} {c['limit']} | "
-                         f"{'yes' if c['ok'] else '**no**'} |")
+                         f"{ {True: 'yes', False: '**no**', None: 'n/a'}[c['ok']] } |")
         lines.append("")
     return "\n".join(lines)
 

@@ -140,11 +140,15 @@ def metric_totals(text: str) -> dict[str, float]:
     return out
 
 
-def scrape(target: targets.Target) -> dict[str, float] | None:
+def scrape_url(base_url: str) -> dict[str, float] | None:
     try:
-        return metric_totals(httpx.get(f"{target.base_url}/metrics", timeout=10).text)
+        return metric_totals(httpx.get(f"{base_url}/metrics", timeout=10).text)
     except httpx.HTTPError:
         return None
+
+
+def scrape(target: targets.Target) -> dict[str, float] | None:
+    return scrape_url(target.base_url)
 
 
 def measure_target(target: targets.Target, args: argparse.Namespace, pin: targets.Pinning,
@@ -269,7 +273,7 @@ def print_summary(results: dict[str, Any]) -> None:
         checks.add_column(col)
     for c in report.checks(results):
         checks.add_row(c["target"], c["check"], report._f(c["value"]), f"{c['op']} {c['limit']}",
-                       "[green]yes[/]" if c["ok"] else "[red]no[/]")
+                       {True: "[green]yes[/]", False: "[red]no[/]", None: "n/a"}[c["ok"]])
     console.print(checks)
 
 

@@ -5,8 +5,8 @@ below capacity (non-streaming and streaming). Midway Redis is stopped for a few 
 started again on the same port. Passes when:
   - no events lost: interaction events in the archive cover every response wrk counted (and no
     more than one per connection beyond it), no duplicate event ids, no unreadable lines;
-  - memory flat: gateway RSS in the last quarter within max(10 %, 16 MB) of the first quarter
-    after warm-up;
+  - memory flat: once past the Redis restart, gateway RSS in the last quarter within
+    max(5 %, 8 MB) of the quarter before (a one-off step during the outage is fine, a climb is not);
   - no 5xx other than the injected upstream failures (502 from simulator 5xx), and every 502
     has an `upstream_error` interaction event.
 Loopback only, bounded: `python -m bench.soak [--minutes 10] [--error-rate 0.02]`.
@@ -30,9 +30,10 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from bench import targets
+from bench import report, targets
 from bench.archive_count import count_archive
 from bench.procfs import usage
+from bench.run import scrape_url as scrape
 from bench.stats import linear_slope
 from bench.wrk import WrkRun, parse_output
 from tests.support.procs import Proc, free_port
@@ -51,19 +52,25 @@ def pacing_delay_ms(connections: int, target_rps: float, latency_ms: float) -> i
     return max(1, round(connections * 1000.0 / target_rps - latency_ms))
 
 
-def memory_flat(samples: list[tuple[float, int]], warmup_share: float = 0.2) -> dict[str, Any]:
-    """Compare the mean RSS (kB) of the first and last quarter after warm-up; also the slope."""
+def memory_flat(samples: list[tuple[float, int]], steady_from: float = 0.5) -> dict[str, Any]:
+    """RSS (kB) samples -> is memory flat once the soak is past its disturbances?
+
+    The Redis outage (at 40 %) legitimately grows buffers once (spool, reconnects); a leak keeps
+    growing. So compare the mean of the last quarter with the quarter before it (both after
+    `steady_from`), allowing max(5 %, 8 MB), and report the slope over that window too.
+    """
     if len(samples) < 8:
         return {"ok": False, "reason": f"only {len(samples)} memory samples"}
-    body = samples[int(len(samples) * warmup_share):]
-    q = max(1, len(body) // 4)
-    first = sum(r for _, r in body[:q]) / q
-    last = sum(r for _, r in body[-q:]) / q
-    growth_kb = last - first
-    allowed_kb = max(0.10 * first, 16 * 1024)
-    slope = linear_slope([t for t, _ in body], [float(r) for _, r in body])  # kB per second
-    return {"ok": growth_kb <= allowed_kb, "first_quarter_mb": first / 1024, "last_quarter_mb": last / 1024,
-            "growth_mb": growth_kb / 1024, "allowed_mb": allowed_kb / 1024, "slope_mb_per_min": slope * 60 / 1024}
+    steady = samples[int(len(samples) * steady_from):]
+    half = len(steady) // 2
+    before = sum(r for _, r in steady[:half]) / half
+    last = sum(r for _, r in steady[half:]) / (len(steady) - half)
+    growth_kb = last - before
+    allowed_kb = max(0.05 * before, 8 * 1024)
+    slope = linear_slope([t for t, _ in steady], [float(r) for _, r in steady])  # kB per second
+    return {"ok": growth_kb <= allowed_kb, "start_mb": samples[0][1] / 1024, "peak_mb": max(r for _, r in samples) / 1024,
+            "third_quarter_mb": before / 1024, "last_quarter_mb": last / 1024, "growth_mb": growth_kb / 1024,
+            "allowed_mb": allowed_kb / 1024, "steady_slope_mb_per_min": slope * 60 / 1024}
 
 
 def status_check(statuses: dict[str, int], upstream_error_events: int, in_flight_bound: int) -> dict[str, Any]:
@@ -107,24 +114,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         chat = f"{base}/v1/chat/completions"
         responses, in_flight = 0, 0
 
-        cap = WrkRun(chat, "chat.lua", 32, 5, (targets.ROUTE, "0"), taskset=pin.helpers).run()
+        # Capacity at 32 connections (statuses counted too: injected failures happen here as well).
+        cap = WrkRun(chat, "chat.lua", 32, 5, (targets.ROUTE, "0", "1000", "0", "1"), taskset=pin.helpers).run()
         responses, in_flight = responses + cap.requests, in_flight + 32
+        statuses: dict[str, int] = dict(cap.statuses)
         rate = args.share * cap.rps
         result["capacity_rps"] = cap.rps
         result["target_rps"] = rate
         console.print(f"capacity {cap.rps:.0f} req/s at 32 connections -> soak at {rate:.0f} req/s "
                       f"for {args.minutes} min, error rate {args.error_rate}")
-        lat = cap.latency_us.p50 / 1000 * args.share  # lighter load, shorter queueing; an estimate
         json_c, stream_c = 24, 8
         duration = int(args.minutes * 60)
-        loads = [
-            ("json", json_c, WrkRun(chat, "chat.lua", json_c, duration, (
-                targets.ROUTE, "0", "1000", str(pacing_delay_ms(json_c, rate * 0.75, lat)), "1"),
-                taskset=pin.helpers, timeout_s=30)),
-            ("stream", stream_c, WrkRun(chat, "chat.lua", stream_c, duration, (
-                targets.ROUTE, "1", "1000", str(pacing_delay_ms(stream_c, rate * 0.25, lat)), "1"),
-                taskset=pin.helpers, timeout_s=30)),
-        ]
+        loads = []
+        for mode, conns, share in (("json", json_c, 0.75), ("stream", stream_c, 0.25)):
+            # Calibrate the pause once: a 3 s paced run tells the real latency at this load.
+            stream_flag = "1" if mode == "stream" else "0"
+            delay = pacing_delay_ms(conns, rate * share, 0.0)
+            probe = WrkRun(chat, "chat.lua", conns, 3, (targets.ROUTE, stream_flag, "1000", str(delay), "1"),
+                           taskset=pin.helpers).run()
+            responses, in_flight = responses + probe.requests, in_flight + conns
+            for code, n in probe.statuses.items():
+                statuses[code] = statuses.get(code, 0) + n
+            latency = max(0.0, conns * 1000.0 / max(probe.rps, 1.0) - delay)
+            delay = pacing_delay_ms(conns, rate * share, latency)
+            loads.append((mode, conns, WrkRun(chat, "chat.lua", conns, duration, (
+                targets.ROUTE, stream_flag, "1000", str(delay), "1"), taskset=pin.helpers, timeout_s=30)))
         running = [(mode, c, subprocess.Popen(w.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
                    for mode, c, w in loads]
         wrks.extend(p for _, _, p in running)
@@ -140,8 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis_proc = targets.start_redis(work, pin, rport)
         procs.insert(0, redis_proc)  # stopped last, after the archiver drained it
         console.print("redis is back")
-        statuses: dict[str, int] = {}
         result["loads"] = {}
+        result["offered_rps"] = 0.0
         for mode, c, p in running:
             out, err = p.communicate(timeout=duration + 120)
             if p.returncode != 0:
@@ -150,23 +164,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             responses, in_flight = responses + r.requests, in_flight + c
             for s, n in r.statuses.items():
                 statuses[s] = statuses.get(s, 0) + n
+            result["offered_rps"] += r.rps
             result["loads"][mode] = {"requests": r.requests, "rps": r.rps, "p50_ms": r.latency_us.p50 / 1000,
                                      "p99_ms": r.latency_us.p99 / 1000, "errors": msgspec.structs.asdict(r.errors),
                                      "statuses": r.statuses}
         stop.set()
         sampler.join()
         result["peak_rss_mb"] = usage(gw.popen.pid).hwm_kb / 1024
+        server = scrape(base)  # every request the gateway completed, counted by its own metrics
         gw.stop(timeout=60)
         if not archiver.alive():
             result["archiver"] = "exited early: " + archiver.output()[-2000:]
         targets.wait_archive_stable(state, url, timeout_s=120)
         counted = count_archive(state)
         events = {"responses": responses, "in_flight_bound": in_flight,
+                  "gateway_requests": int(server["requests"]) if server else None,
+                  "events_dropped_metric": int((server or {}).get("events_dropped", 0)),
                   "interaction_events": counted.kinds.get("interaction", 0), **counted.to_dict()}
-        lost = max(0, responses - events["interaction_events"])
-        result["events"] = {**events, "lost": lost,
-                            "ok": lost == 0 and events["interaction_events"] <= responses + in_flight
-                            and counted.duplicates == 0 and counted.unreadable == 0}
+        result["events"] = {**events, "lost": report.events_lost(events), "ok": report.events_ok(events)}
         result["memory"] = {**memory_flat(memory), "samples_mb": [round(r / 1024, 1) for _, r in memory]}
         result["statuses"] = status_check(statuses, counted.statuses.get("upstream_error", 0), in_flight)
         result["ok"] = all(result[k]["ok"] for k in ("events", "memory", "statuses"))

@@ -21,6 +21,7 @@ from gateway.settings import Settings
 
 log = structlog.get_logger("abgate.app")
 _enc = msgspec.json.Encoder()
+MAX_HEADER_BYTES = 64 * 1024  # httptools accepts far larger header blocks; refuse them ourselves
 
 
 def runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -110,6 +111,33 @@ def _feedback_handlers() -> list[Any]:
         if found is not None:
             return [found]
     raise RuntimeError("gateway.feedback exposes no route handler")
+
+
+class FastPath:
+    """Sends `/v1/chat/completions` straight to the proxy, skipping Litestar's router and
+    middleware stack on the hot path; everything else (and lifespan) goes to Litestar."""
+
+    def __init__(self, app: Litestar):
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            body = error_body(431, f"request headers exceed {MAX_HEADER_BYTES} bytes", "headers_too_large")
+            await send({"type": "http.response.start", "status": 431,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            rt = self.state.get("runtime") if hasattr(self.state, "get") else getattr(self.state, "runtime", None)
+            if rt is not None:
+                await chat_completions(rt, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def fast_path(app: Litestar) -> FastPath:
+    return FastPath(app)
 
 
 def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litestar:

@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import redis
@@ -313,19 +312,3 @@ class Archiver:
 
     def close(self) -> None:
         self.r.close()
-
-
-def stream_info(redis_url: str) -> dict[str, Any]:
-    """Length of the stream and the group's pending count (for `abgate archive --status`)."""
-    r = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        length = r.xlen(STREAM)
-        pending = 0
-        lag = None
-        for g in r.xinfo_groups(STREAM) if length or r.exists(STREAM) else []:
-            if g["name"] in (GROUP, GROUP.encode()):
-                pending = g["pending"]
-                lag = g.get("lag")
-        return {"stream": STREAM, "length": length, "pending": pending, "lag": lag}
-    finally:
-        r.close()

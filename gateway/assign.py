@@ -20,7 +20,9 @@ class RouteAssigner:
     """Everything bucketing needs for one route, computed when the config is loaded."""
 
     __slots__ = ("name", "route", "ranges", "arms", "by_name", "attr_kind", "header", "experiment", "salt",
-                 "hash_version")
+                 "hash_version", "_cache")
+
+    CACHE_MAX = 50_000  # returning users skip two hashes; bounded, dropped whole when full
 
     def __init__(self, name: str, route: Route, salt: bytes):
         self.name = name
@@ -31,6 +33,7 @@ class RouteAssigner:
         self.arms = route.arms
         self.by_name = {a.name: a for a in route.arms}
         self.salt = salt
+        self._cache: dict[str, Assignment] = {}
         attr = route.hash_attribute
         if attr.startswith("header:"):
             self.attr_kind, self.header = "header", attr[len("header:"):].lower()
@@ -48,6 +51,15 @@ class RouteAssigner:
         """The arm for a hash-attribute value; no value -> control, anonymous."""
         if value is None:
             return Assignment(self.arms[0], None, "live")
+        hit = self._cache.get(value)
+        if hit is not None:
+            return hit
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+        a = self._cache[value] = self._compute(value)
+        return a
+
+    def _compute(self, value: str) -> Assignment:
         unit = hashlib.sha256(self.salt + value.encode()).hexdigest()
         n = hash_unit(self.experiment, value, self.hash_version)
         i = choose_arm(n if n is not None else -1.0, self.ranges)

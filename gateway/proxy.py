@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from os import urandom
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ import structlog
 from gateway import events as ev
 from gateway.config import Upstream
 from gateway.errors import ApiError, error_body
+from gateway.ids import InteractionRef
+from gateway.ratelimit import RateLimiter
 from gateway.redact import capture
 
 if TYPE_CHECKING:
@@ -239,8 +242,39 @@ async def _read_body(receive: Any, headers: dict[str, str], limit: int, timeout_
         raise ApiError(408, f"request body not received within {timeout_s}s", "body_timeout") from None
 
 
-def _headers(scope: Any) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+_WANTED = frozenset({b"authorization", b"content-type", b"content-length", b"x-abgate-arm"})
+
+
+class _Headers(dict):  # type: ignore[type-arg]
+    """The request headers the proxy reads, decoded once; others looked up on demand
+    (the route's hash header), so a request with many headers costs nothing extra."""
+
+    __slots__ = ("raw",)
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        v = dict.get(self, key)
+        if v is not None:
+            return v
+        if key.encode() in _WANTED:
+            return default
+        want = key.encode("latin-1")
+        for k, val in self.raw:
+            if k == want:
+                return val.decode("latin-1")
+        return default
+
+
+def _headers(scope: Any) -> _Headers:
+    h = _Headers()
+    raw = scope["headers"]
+    h.raw = raw
+    for k, v in raw:
+        if k in _WANTED:
+            h[k.decode("latin-1")] = v.decode("latin-1")
+    return h
 
 
 def _parse(body: bytes) -> dict[str, msgspec.Raw]:
@@ -268,7 +302,7 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
     comp = rt.compiled  # this request keeps the config version it started with
     ctx.config_version = comp.version
     task = asyncio.current_task()
-    watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.TimerHandle | None = None
     try:
         try:
             if scope["method"] != "POST":
@@ -280,11 +314,11 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
             principal = comp.auth.client(headers.get("authorization"))
             ctx.tenant = principal.tenant
             if principal.rate_rps is not None and principal.key_hash is not None:
-                wait = rt.limiter.check(principal.key_hash, principal.rate_rps, principal.rate_burst)
+                wait = await rt.limiter.acheck(principal.key_hash, principal.rate_rps, principal.rate_burst)
                 if wait is not None:
                     raise ApiError(429, f"rate limit of {principal.rate_rps:g} requests/s exceeded for this key",
                                    "rate_limit_exceeded",
-                                   headers=((b"retry-after", rt.limiter.retry_after_header(wait)),))
+                                   headers=((b"retry-after", RateLimiter.retry_after_header(wait)),))
             body = await _read_body(receive, headers, comp.max_body, comp.body_timeout)
             doc = _parse(body)
             model = doc.get("model")
@@ -328,16 +362,19 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
                 a = ra.assign(ra.unit_value(user, headers, principal.key_hash))
                 arm, unit = a.arm, a.unit
             ctx.arm, ctx.unit = arm.name, unit
-            token, _ = rt.signer.new(
-                tenant=ctx.tenant, route=route_name, experiment=ra.experiment, arm=arm.name,
-                phase=ra.route.phase, config_version=comp.version, traffic=ctx.traffic)
+            token = rt.signer.sign(InteractionRef(
+                uuid=urandom(16).hex(), tenant=ctx.tenant, route=route_name, experiment=ra.experiment,
+                arm=arm.name, phase=ra.route.phase, config_version=comp.version, traffic=ctx.traffic))
             ctx.interaction_id = token
             target = comp.targets[(route_name, arm.name)]
             injected = False
             if stream:
                 injected = _ensure_usage(doc)
-            # Watch for the client going away while we wait on the upstream.
-            watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, ctx, task))
+            # Watch for the client going away while we wait on the upstream. Started a little
+            # later: most requests finish first and never pay for the extra task, and a client
+            # that left meanwhile is still seen at once (receive() reports it immediately).
+            watch = _Watch(receive, ctx, task)
+            watcher = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch.start)
             try:
                 await _forward(rt, ctx, doc, target, stream, injected, send)
             except _UpstreamFailure as fail:
@@ -368,6 +405,7 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
         ctx.finished = True
         if watcher is not None:
             watcher.cancel()
+            watch.stop()
         _record(rt, ctx, comp)
 
 
@@ -383,6 +421,26 @@ def _ensure_usage(doc: dict[str, msgspec.Raw]) -> bool:
         return True
     doc["stream_options"] = _INCLUDE_USAGE
     return True
+
+
+WATCH_AFTER_S = 0.2
+
+
+class _Watch:
+    __slots__ = ("receive", "ctx", "task", "watcher")
+
+    def __init__(self, receive: Any, ctx: _Ctx, task: asyncio.Task[Any] | None):
+        self.receive, self.ctx, self.task = receive, ctx, task
+        self.watcher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if not self.ctx.finished:
+            self.watcher = asyncio.get_running_loop().create_task(
+                _watch_disconnect(self.receive, self.ctx, self.task))
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
 
 
 async def _watch_disconnect(receive: Any, ctx: _Ctx, task: asyncio.Task[Any] | None) -> None:
@@ -647,7 +705,7 @@ def _record(rt: Runtime, ctx: _Ctx, comp: Compiled) -> None:
         overhead = max(0.0, total - ctx.waited)
         messages, response = capture(ctx.capture, ctx.messages, ctx.response)
         event = ev.Interaction(
-            event_id=ev.new_event_id(), ts=ev.now_rfc3339(), tenant=ctx.tenant, route=ctx.route,
+            event_id=urandom(16).hex(), ts=ev.now_rfc3339(), tenant=ctx.tenant, route=ctx.route,
             experiment=ctx.experiment, arm=ctx.arm, phase=ctx.phase, config_version=ctx.config_version,
             interaction_id=ctx.interaction_id, unit=ctx.unit, traffic=ctx.traffic,  # type: ignore[arg-type]
             model=ctx.model, stream=ctx.stream, status=ctx.status,  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ start and keeps that version to its end.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +134,16 @@ class Runtime:
         self.metrics = Metrics()
         self.store = open_store(settings)
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.limiter = RateLimiter()
+        self.limiter: Any = RateLimiter()
+        if settings.redis_url:
+            from gateway.ratelimit import SharedRateLimiter
+
+            self.limiter = SharedRateLimiter(settings.redis_url)
         self.sink: Any = None
         self.compiled: Compiled | None = None  # type: ignore[assignment]
         self.config: cs.ConfigVersion | None = None
         self._task: asyncio.Task[None] | None = None
+        self._push_task: asyncio.Task[None] | None = None
         self._file_mtime: float | None = None
         self._bad_file_error: str | None = None
         self._retired: list[tuple[float, list[UpstreamClient]]] = []
@@ -161,21 +167,30 @@ class Runtime:
         if cur is None:
             raise RuntimeError("no router config: pass --config FILE or store one with `abgate config set`")
         self.apply(cur)
-        self._task = asyncio.get_running_loop().create_task(self._reload_loop())
+        # Everything loaded so far lives as long as the process: move it out of the cyclic
+        # GC's sight, so collections triggered by request garbage stay cheap.
+        gc.collect()
+        gc.freeze()
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._reload_loop())
+        if self.settings.redis_url:
+            self._push_task = loop.create_task(self._push_loop(self.settings.redis_url))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._push_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self.sink is not None:
             await self.sink.stop()
         for _, clients in self._retired:
             for c in clients:
                 await c.close()
         await self.pool.close()
+        await self.limiter.close()
         self.metrics.close()
 
     @property
@@ -210,12 +225,34 @@ class Runtime:
                 log.warning("config_reload_failed", error=f"{type(err).__name__}: {err}")
             await self._close_retired()
 
-    async def reload_once(self) -> None:
+    async def _push_loop(self, url: str) -> None:
+        """Redis mode: apply versions as they are published (polling still backs this up)."""
+        from gateway.redis_store import subscribe
+
+        backoff = 0.5
+        while True:
+            try:
+                async for version in subscribe(url):
+                    backoff = 0.5
+                    if self.compiled is None or version != self.compiled.version:
+                        await self._reload_store()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("config_subscription_lost", error=f"{type(err).__name__}: {err}")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _reload_store(self) -> None:
         latest = await asyncio.to_thread(self.store.latest_version)
         if latest is not None and self.compiled is not None and latest != self.compiled.version:
             cv = await asyncio.to_thread(self.store.current)
-            if cv is not None and cv.version != self.compiled.version:
+            # versions only grow; a slower concurrent read must not step back
+            if cv is not None and cv.version > self.compiled.version:
                 self.apply(cv)
+
+    async def reload_once(self) -> None:
+        await self._reload_store()
         path = self.settings.config_path
         if path is None:
             return
@@ -239,7 +276,7 @@ class Runtime:
         self._bad_file_error = None
         if new is not None:
             self.sink.emit(cs.change_event(new, new.version - 1 if new.version > 1 else None))
-        if cur is not None and (self.compiled is None or cur.version != self.compiled.version):
+        if cur is not None and (self.compiled is None or cur.version > self.compiled.version):
             self.apply(cur)
 
     async def _close_retired(self) -> None:

@@ -29,6 +29,9 @@ WORSE = Skill(correct=0.50, json_invalid=0.10, violation=0.20, detail=0.45)
 
 def skill(model: str) -> Skill:
     low = model.lower()
+    if low.startswith("ft:"):
+        # ft:<base>:<org>:<suffix>:<id>: the id is random hex and may spell "bad"; ignore it
+        low = low.rsplit(":", 1)[0]
     if "worse" in low or "bad" in low:
         return WORSE
     if low.startswith("ft:"):

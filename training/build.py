@@ -191,7 +191,9 @@ def build(candidates: list[Candidate], options: BuildOptions, used: set[str] | N
     # best first, so de-duplication keeps the most valuable copy and max N keeps the best
     kept.sort(key=lambda r: (-SIGNAL_RANK[r["signal"]], -(r["quality10"] or -1), _neg(r["ts"]), r["source_id"]))
     texts = [example_text(r["messages"]) for r in kept]
-    keep_idx, removed = dedup.remove_duplicates(texts, options.dedup_threshold)
+    # one MinHash per text, shared by near-dedup and the leak-free split
+    hashes = dedup.sketches(texts)
+    keep_idx, removed = dedup.remove_duplicates(texts, options.dedup_threshold, hashes)
     dup_report = [
         {"source_id": kept[d["index"]]["source_id"], "duplicate_of": kept[d["duplicate_of"]]["source_id"],  # type: ignore[index]
          "kind": d["kind"], "similarity": d["similarity"]}
@@ -202,8 +204,10 @@ def build(candidates: list[Candidate], options: BuildOptions, used: set[str] | N
     if options.max_examples is not None and len(final) > options.max_examples:
         capped = len(final) - options.max_examples
         final = final[: options.max_examples]
-    splits = dedup.split([example_text(r["messages"]) for r in final], options.fractions, seed=options.seed,
-                         threshold=options.split_threshold)
+    final_idx = keep_idx[: len(final)]
+    splits = dedup.split([texts[i] for i in final_idx], options.fractions, seed=options.seed,
+                         threshold=options.split_threshold,
+                         hashes=[hashes[i] for i in final_idx])
     examples = []
     for r, s in zip(final, splits, strict=True):
         ex = {k: v for k, v in r.items() if k not in ("candidate", "review", "approved", "ts")}

@@ -15,6 +15,10 @@ from datasketch import MinHash, MinHashLSH
 
 NUM_PERM = 128
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Drawing the permutations is most of a MinHash's construction cost; every sketch uses the
+# same seed, so draw them once (read-only) and share them (same values as MinHash(seed=1)).
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
+_PERMUTATIONS.flags.writeable = False
 
 
 def normalize(text: str) -> str:
@@ -36,17 +40,24 @@ def shingles(text: str) -> set[bytes]:
 
 
 def minhash(text: str) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=1)
+    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme="affine32")
     m.update_batch(list(shingles(text)))
     return m
 
 
-def near_duplicate_pairs(texts: Sequence[str], threshold: float) -> list[tuple[int, int, float]]:
+def sketches(texts: Sequence[str]) -> list[MinHash]:
+    """One MinHash per text; callers pass them to the functions below so none is computed twice."""
+    return [minhash(t) for t in texts]
+
+
+def near_duplicate_pairs(
+    texts: Sequence[str], threshold: float, hashes: Sequence[MinHash] | None = None
+) -> list[tuple[int, int, float]]:
     """(i, j, similarity) with i < j for every pair at or above `threshold` (exact duplicates included)."""
     if len(texts) < 2:
         return []
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    hashes = [minhash(t) for t in texts]
+    hashes = sketches(texts) if hashes is None else hashes
     pairs: list[tuple[int, int, float]] = []
     for j, h in enumerate(hashes):
         for i in sorted(int(k) for k in lsh.query(h)):
@@ -57,39 +68,42 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float) -> list[tuple[i
     return pairs
 
 
-def remove_duplicates(texts: Sequence[str], threshold: float | None) -> tuple[list[int], list[dict[str, object]]]:
+def remove_duplicates(
+    texts: Sequence[str], threshold: float | None, hashes: Sequence[MinHash] | None = None
+) -> tuple[list[int], list[dict[str, object]]]:
     """Keep the first of every duplicate group (callers order by preference).
 
     Returns (kept indices, removed: [{index, duplicate_of, kind: exact|near, similarity}]).
+    `hashes`, when given, are the texts' precomputed `sketches`.
     """
     kept: list[int] = []
     removed: list[dict[str, object]] = []
     by_exact: dict[str, int] = {}
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if threshold else None
-    hashes: dict[int, MinHash] = {}
+    indexed: dict[int, MinHash] = {}
     for i, text in enumerate(texts):
         key = exact_key(text)
         if key in by_exact:
             removed.append({"index": i, "duplicate_of": by_exact[key], "kind": "exact", "similarity": 1.0})
             continue
         if lsh is not None:
-            h = minhash(text)
+            h = hashes[i] if hashes is not None else minhash(text)
             best: tuple[float, int] | None = None
             for k in lsh.query(h):
-                sim = hashes[int(k)].jaccard(h)
+                sim = indexed[int(k)].jaccard(h)
                 if sim >= (threshold or 1.0) and (best is None or sim > best[0]):
                     best = (sim, int(k))
             if best is not None:
                 removed.append({"index": i, "duplicate_of": best[1], "kind": "near", "similarity": round(best[0], 4)})
                 continue
             lsh.insert(str(i), h)
-            hashes[i] = h
+            indexed[i] = h
         by_exact[key] = i
         kept.append(i)
     return kept, removed
 
 
-def clusters(texts: Sequence[str], threshold: float) -> list[list[int]]:
+def clusters(texts: Sequence[str], threshold: float, hashes: Sequence[MinHash] | None = None) -> list[list[int]]:
     """Connected groups of near-duplicates (union-find over the LSH pairs); singletons included."""
     parent = list(range(len(texts)))
 
@@ -99,7 +113,7 @@ def clusters(texts: Sequence[str], threshold: float) -> list[list[int]]:
             x = parent[x]
         return x
 
-    for i, j, _ in near_duplicate_pairs(texts, threshold):
+    for i, j, _ in near_duplicate_pairs(texts, threshold, hashes):
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
@@ -115,6 +129,7 @@ def split(
     *,
     seed: str = "abgate",
     threshold: float = 0.5,
+    hashes: Sequence[MinHash] | None = None,
 ) -> list[str]:
     """Assign each text a split name; a near-duplicate cluster always lands in one split.
 
@@ -125,7 +140,7 @@ def split(
     if total <= 0 or any(v < 0 for v in fractions.values()):
         raise ValueError("split fractions must be >= 0 and not all zero")
     names = [k for k, v in fractions.items() if v > 0]
-    groups = clusters(texts, threshold)
+    groups = clusters(texts, threshold, hashes)
     order = sorted(
         groups,
         key=lambda g: hashlib.sha256((seed + "\x00" + min(exact_key(texts[i]) for i in g)).encode()).hexdigest(),

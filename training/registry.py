@@ -279,6 +279,10 @@ class Registry:
             raise ValueError(f"action must be accept, edit or reject, got {action!r}")
         if action == "edit" and not gold:
             raise ValueError("an edit needs the corrected answer (gold)")
+        if quality10 is not None and not 1 <= quality10 <= 10:
+            raise ValueError(f"quality (1-10) out of range: {quality10:g}")
+        if quality is not None and not 0 <= quality <= 1:
+            raise ValueError(f"quality score (0-1) out of range: {quality:g}")
         messages = ex["messages"]
         if action == "edit":
             messages = replace_answer(messages, gold or "")

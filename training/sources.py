@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,20 +186,16 @@ def from_file(path: Path, default_tenant: str = "default") -> tuple[list[Candida
     out: list[Candidate] = []
     skipped: list[Skipped] = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
-                clean = {k: (_maybe_json(v) if isinstance(v, str) else v) for k, v in row.items() if k}
-                try:
-                    out.append(_candidate_from_row(clean, where, default_tenant))
-                except ValueError as err:
-                    skipped.append(Skipped(where, str(err)))
-        return out, skipped
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for no, line in enumerate(f, start=1):
+        return _from_csv(path, default_tenant)
+    with open(path, "rb") as f:
+        for no, raw in enumerate(f, start=1):
             where = f"{path}:{no}"
-            if not line.strip():
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                skipped.append(Skipped(where, f"not UTF-8 ({err.reason} at column {err.start + 1})"))
                 continue
             try:
                 row = json.loads(line)
@@ -213,6 +210,42 @@ def from_file(path: Path, default_tenant: str = "default") -> tuple[list[Candida
             except ValueError as err:
                 skipped.append(Skipped(where, str(err)))
     return out, skipped
+
+
+def _from_csv(path: Path, default_tenant: str) -> tuple[list[Candidate], list[Skipped]]:
+    """CSV with a header row; `line` is where the row ends (quoted cells may span lines)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets often write a BOM
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 ({err.reason}); save the CSV as UTF-8") from None
+    out: list[Candidate] = []
+    skipped: list[Skipped] = []
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            skipped.append(Skipped(f"{path}:{reader.line_num}", f"unreadable CSV row: {err}"))
+            continue
+        where = f"{path}:{reader.line_num}"
+        if _EXTRA_CELLS in row:
+            skipped.append(Skipped(where, f"{len(reader.fieldnames or []) + len(row[_EXTRA_CELLS])} cells but the "
+                                          f"header has {len(reader.fieldnames or [])} (unquoted comma?)"))
+            continue
+        clean = {k: (_maybe_json(v) if isinstance(v, str) else v) for k, v in row.items()
+                 if k and v not in (None, "")}
+        try:
+            out.append(_candidate_from_row(clean, where, default_tenant))
+        except ValueError as err:
+            skipped.append(Skipped(where, str(err)))
+    return out, skipped
+
+
+_EXTRA_CELLS = "\x00extra"
 
 
 def _maybe_json(v: str) -> Any:

@@ -76,7 +76,10 @@ def build(
         for f in from_files:
             if not f.exists():
                 raise fail(f"{f}: no such file")
-            c, s = from_file(f, default_tenant=tenant or "default")
+            try:
+                c, s = from_file(f, default_tenant=tenant or "default")
+            except ValueError as err:  # a file that cannot be read at all (e.g. not UTF-8)
+                raise fail(str(err)) from None
             candidates += c
             skipped += s
         source = "files:" + ",".join(str(f) for f in from_files)
@@ -188,49 +191,94 @@ def review(
                 continue
             gold = Prompt.ask("corrected answer") if action == "e" else None
             category = Prompt.ask("category", default=e["category"] or "uncategorized")
-            q = Prompt.ask("quality 1-10", default=str(int(e["quality10"])) if e["quality10"] else "7")
-            try:
-                q10 = float(q)
-            except ValueError:
-                q10 = None
+            q10 = _ask_quality(str(int(e["quality10"])) if e["quality10"] else "7")
             reg.review_example(e["id"], action={"a": "accept", "e": "edit", "r": "reject"}[action], reviewer=who,
                                gold=gold, category=category, quality10=q10)
             done += 1
         console.print(f"reviewed {done} example(s) as {who}")
 
 
+def _ask_quality(default: str) -> float:
+    """Ask until the answer is a number from 1 to 10 (a typo must not store no score)."""
+    while True:
+        answer = Prompt.ask("quality 1-10", default=default)
+        try:
+            q10 = float(answer)
+        except ValueError:
+            q10 = -1.0
+        if 1 <= q10 <= 10:
+            return q10
+        console.print(f"[red]quality must be a number from 1 to 10, got {answer!r}[/]", highlight=False)
+
+
+_DECISION_KEYS = {"example_id", "source_id", "action", "gold", "category", "quality", "quality_score", "reviewer"}
+
+
+def _decision(d: Any, by_id: dict[str, Any], by_source: dict[str, Any], who: str) -> dict[str, Any]:
+    """One checked decision line -> review_example kwargs; ValueError names the problem."""
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    unknown = sorted(set(d) - _DECISION_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_DECISION_KEYS))})")
+    ex = by_id.get(d.get("example_id")) or by_source.get(d.get("source_id"))
+    if ex is None:
+        raise ValueError("no such example_id/source_id in this dataset")
+    action = d.get("action", "accept")
+    if action not in ("accept", "edit", "reject"):
+        raise ValueError(f"action must be accept, edit or reject, got {action!r}")
+    gold = d.get("gold")
+    if gold is not None and not isinstance(gold, str):
+        raise ValueError("gold must be a string")
+    if action == "edit" and not (gold or "").strip():
+        raise ValueError("an edit needs the corrected answer in `gold`")
+    for key in ("category", "reviewer"):
+        if d.get(key) is not None and not (isinstance(d[key], str) and d[key].strip()):
+            raise ValueError(f"{key} must be a non-empty string")
+    q10 = _score(d.get("quality"), "quality", 1, 10)
+    q01 = _score(d.get("quality_score"), "quality_score", 0, 1)
+    return {"example_id": ex["id"], "action": action, "reviewer": d.get("reviewer") or who, "gold": gold,
+            "category": d.get("category"), "quality10": q10, "quality": q01}
+
+
+def _score(v: Any, name: str, lo: float, hi: float) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}, got {v!r}")
+    return float(v)
+
+
 def _apply_decisions(reg: Registry, exs: list[dict[str, Any]], path: Path, who: str) -> None:
+    """Check every line first and apply nothing unless all are valid, so a fixed file can be re-run."""
     by_id = {e["id"]: e for e in exs}
     by_source = {e["source_id"]: e for e in exs if e["source_id"]}
     errors: list[str] = []
-    applied = Counter[str]()
+    todo: list[dict[str, Any]] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise fail(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise fail(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            d = jsonlib.loads(line)
-            ex = by_id.get(d.get("example_id")) or by_source.get(d.get("source_id"))
-            if ex is None:
-                raise ValueError("no such example_id/source_id in this dataset")
-            reg.review_example(ex["id"], action=d.get("action", "accept"), reviewer=d.get("reviewer", who),
-                               gold=d.get("gold"), category=d.get("category"),
-                               quality10=_f(d.get("quality")), quality=_f(d.get("quality_score")))
-            applied[d.get("action", "accept")] += 1
-        except (ValueError, AttributeError, TypeError) as err:
+            todo.append(_decision(jsonlib.loads(line), by_id, by_source, who))
+        except jsonlib.JSONDecodeError as err:
+            errors.append(f"{path}:{no}: invalid JSON: {err.msg}")
+        except ValueError as err:
             errors.append(f"{path}:{no}: {err}")
-    console.print("applied: " + (", ".join(f"{k}={v}" for k, v in applied.items()) or "nothing"))
     if errors:
         for e in errors:
-            console.print(f"[red]{e}[/]", highlight=False)
-        raise fail(f"{len(errors)} decision line(s) refused")
-
-
-def _f(v: Any) -> float | None:
-    return None if v is None else float(v)
+            console.print(f"[red]{escape(e)}[/]", highlight=False, soft_wrap=True)
+        raise fail(f"{len(errors)} decision line(s) refused; nothing applied")
+    applied = Counter[str]()
+    for kw in todo:
+        reg.review_example(kw.pop("example_id"), **kw)
+        applied[kw["action"]] += 1
+    console.print("applied: " + (", ".join(f"{k}={v}" for k, v in sorted(applied.items())) or "nothing"))
 
 
 @app.command()

@@ -76,9 +76,10 @@ def launch(
     if json and not wait_:
         print_json({"job_id": launched.job.id, "run": run})
         return
-    console.print(f"job [cyan]{launched.job.id}[/] ({launched.job.status}) run {launched.run_id}: {est.examples} "
-                  f"examples x {est.epochs} epochs = {est.billed_tokens:,} billed tokens, estimated "
-                  + ("cost unknown" if est.cost_usd is None else f"${est.cost_usd:.4f}"), highlight=False)
+    if not json:  # with --json --wait, stdout must stay one JSON document
+        console.print(f"job [cyan]{launched.job.id}[/] ({launched.job.status}) run {launched.run_id}: {est.examples} "
+                      f"examples x {est.epochs} epochs = {est.billed_tokens:,} billed tokens, estimated "
+                      + ("cost unknown" if est.cost_usd is None else f"${est.cost_usd:.4f}"), highlight=False)
     if wait_:
         _wait(trainer, state, launched.job.id, poll, json)
 

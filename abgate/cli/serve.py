@@ -60,5 +60,5 @@ def serve(
     uvicorn.run(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http="httptools", lifespan="on", access_log=False, log_level=log_level.lower(),
-        timeout_graceful_shutdown=30, server_header=False, date_header=False,
+        timeout_graceful_shutdown=30, server_header=False, date_header=False, proxy_headers=False,
     )

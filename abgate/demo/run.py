@@ -221,11 +221,15 @@ class Demo:
         return str(model)
 
     def offline_eval(self, data: Path, candidate: str) -> None:
-        held = str(data / "heldout.jsonl")
+        # The archive's support traffic is templated, so its near-duplicate clusters leave the
+        # leak-free held-out split tiny; evaluate on fresh questions with reference answers
+        # (the simulator's ground truth), none of which occurred in training.
+        held = str(write_heldout(data / "eval.jsonl"))
         base_url = f"{self.sim}/v1"
-        self.abgate("eval", "run", "--dataset", held, "--model", BASE_MODEL, "--base-url", base_url, "--name", "base")
-        self.abgate("eval", "run", "--dataset", held, "--model", candidate, "--base-url", base_url,
-                    "--name", "candidate")
+        scorers = "key_facts,length_ratio,similarity"
+        for name, model in (("base", BASE_MODEL), ("candidate", candidate)):
+            self.abgate("eval", "run", "--dataset", held, "--model", model, "--base-url", base_url,
+                        "--scorers", scorers, "--name", name)
         self.abgate("eval", "compare", "base", "candidate")
         offline = self.workdir / "offline.yaml"
         shutil.copy(ASSETS / "offline.yaml", offline)
@@ -263,6 +267,22 @@ class Demo:
             "http://localhost:3000 (folder 'abgate': 'A/B experiment' and 'Gateway health'). "
             f"Run any step above yourself with the printed command and ABGATE_HOME={s}.",
             highlight=False, soft_wrap=True)
+
+
+def write_heldout(path: Path, n: int = 150, seed: int = 7) -> Path:
+    """Held-out support questions with reference answers, key facts and categories."""
+    import random
+
+    from simulator import prompts
+
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for _ in range(n):
+            p = prompts.support(rng)
+            row = {"messages": [*p.messages, {"role": "assistant", "content": p.task.ideal}],
+                   "key_facts": list(p.task.facts), "category": p.category}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
 
 
 def run_demo(workdir: Path, users: int = 300, requests: int = 1200) -> None:

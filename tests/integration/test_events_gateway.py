@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -207,10 +206,6 @@ def test_config_change_through_one_gateway_is_served_by_the_other(tmp_path: Path
         g1.stop()
         if g2 is not None:
             g2.stop()
-
-
-if sys.platform != "linux":  # pragma: no cover
-    pytestmark = pytest.mark.skip("process signals tested on Linux")
 
 
 def test_unwritable_archive_keeps_serving_and_reports_not_ready(tmp_path: Path, simulator: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,6 +232,38 @@ def test_two_workers_share_one_metrics_scrape_and_sigterm_flushes(tmp_path: Path
         gw_proc = None
         got = {e["interaction_id"] for e in archive_events(state) if e.get("kind") == "interaction"}
         assert set(ids) <= got
+    finally:
+        if gw_proc is not None:
+            gw_proc.stop()
+        up_proc.stop()
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
+    up_proc, up = start_upstream(tmp_path)
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(_config(up, model_b="slow-model").split("auth:")[0])
+    state = tmp_path / "state"
+    gw_proc = None
+    try:
+        gw_proc, gw = start_gateway(tmp_path, cfg, state)
+        results: list[httpx.Response] = []
+
+        def slow_call() -> None:
+            with httpx.Client(base_url=gw, timeout=20) as c:
+                results.append(c.post("/v1/chat/completions", json={"model": "support", "messages": MSGS},
+                                      headers={"x-abgate-arm": "treatment"}))  # pinned to the slow model
+
+        t = threading.Thread(target=slow_call)
+        t.start()
+        time.sleep(1.0)  # the request is now waiting on the 3 s upstream
+        # uvicorn re-raises SIGTERM after its graceful shutdown: -15 after a clean drain is fine
+        assert gw_proc.stop(sig=signal.SIGTERM, timeout=30) in (0, -signal.SIGTERM)
+        t.join(20)
+        assert "Application shutdown complete" in gw_proc.output()
+        gw_proc = None
+        assert results and results[0].status_code == 200  # not cut
+        iid = results[0].headers["x-abgate-interaction-id"]
+        assert any(e.get("interaction_id") == iid for e in archive_events(state))  # flushed before exit
     finally:
         if gw_proc is not None:
             gw_proc.stop()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.gateway_helpers import event_for, start_upstream, wait_events
 from tests.support.procs import free_port, start_gateway
@@ -73,7 +77,7 @@ models:
   "ft:base-model:acme:x": {{input_per_mtok: 3.0, output_per_mtok: 4.0}}
   slow-model: {{upstream: slowup}}
   dead-model: {{upstream: deadup}}
-limits: {{max_body_bytes: 20000}}
+limits: {{max_body_bytes: 20000, body_timeout_s: 1}}
 """)
     return path
 
@@ -337,9 +341,72 @@ def test_pinned_arm_is_eval_traffic(env: dict[str, Any]) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_arm"
 
 
+def _raw_request(gw: str, data: bytes, pause_after: float = 0.0, rest: bytes = b"") -> bytes:
+    host, port = gw.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as s:
+        s.sendall(data)
+        if pause_after:
+            time.sleep(pause_after)
+            try:
+                s.sendall(rest)
+            except OSError:
+                pass
+        out = b""
+        while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def test_slow_body_is_cut_off_with_408(env: dict[str, Any]) -> None:
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n")
+    out = _raw_request(env["gw"], head + b'{"model":"support",', pause_after=2.5, rest=b"x")
+    assert out.startswith(b"HTTP/1.1 408"), out[:200]
+    assert b'"code":"body_timeout"' in out
+    assert chat(env["client"], "support").status_code == 200
+
+
+def test_huge_headers_refused_with_431(env: dict[str, Any]) -> None:
+    r = env["client"].post("/v1/chat/completions", json={"model": "support", "messages": MSGS},
+                           headers={"x-big": "a" * 100_000})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+    assert chat(env["client"], "support").status_code == 200
+
+
 def test_health_ready_metrics(env: dict[str, Any]) -> None:
     assert env["client"].get("/healthz").status_code == 200
     ready = env["client"].get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["sink_writable"] is True
     text = env["client"].get("/metrics").text
     assert 'abgate_requests_total{arm="control",model="base-model",route="support",status="ok"}' in text
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_bodies = st.one_of(
+    st.binary(max_size=200),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["support", "fb", "nope", ""]) | _json_values},
+        optional={"messages": _json_values | st.lists(st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "system"]) | _json_values}, optional={"content": _json_values}),
+            max_size=3),
+                  "stream": _json_values, "user": _json_values, "stream_options": _json_values},
+    ).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(body=_bodies, ctype=st.sampled_from(["application/json", "text/plain", "application/json; charset=utf-8"]))
+def test_fuzzed_bodies_never_get_a_5xx(env: dict[str, Any], body: bytes, ctype: str) -> None:
+    r = env["client"].post("/v1/chat/completions", content=body, headers={"content-type": ctype})
+    assert r.status_code < 500, (body, r.status_code, r.text)
+    if r.status_code >= 400:
+        err = r.json()["error"]
+        assert err["message"] and err["type"] and err["code"]

@@ -68,6 +68,19 @@ def test_stream_without_include_usage_has_no_usage_chunk(sim: str) -> None:
     assert all("usage" not in p and p["choices"] for p in parsed)
 
 
+def test_paced_stream_delivers_the_same_text(sim: str) -> None:
+    body = {"model": MODEL, "messages": MSGS, "stream": True}
+
+    def text(headers: dict[str, str]) -> list[str]:
+        with httpx.stream("POST", f"{sim}/v1/chat/completions", json=body, headers=headers) as r:
+            assert r.status_code == 200
+            return [json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    for line in r.iter_lines() if line.startswith("data: {")]
+
+    paced = text({"x-sim-ttft-ms": "10", "x-sim-delay-ms": "40"})
+    assert paced == text({}) and len(paced) > 3
+
+
 def test_ft_model_answers_better_than_base(client: openai.OpenAI) -> None:
     from simulator import tasks
 
@@ -149,15 +162,15 @@ def _jsonl(n: int) -> bytes:
                                             {"role": "assistant", "content": f"a {i}"}]}) + "\n" for i in range(n)).encode()
 
 
-def _wait(client: openai.OpenAI, job_id: str) -> openai.types.fine_tuning.FineTuningJob:
+def _wait(client: openai.OpenAI, job_id: str) -> tuple[openai.types.fine_tuning.FineTuningJob, set[str]]:
+    """Poll to a terminal state; also return every status observed on the way."""
     deadline = time.monotonic() + 20
-    seen = set()
+    seen: set[str] = set()
     while time.monotonic() < deadline:
         job = client.fine_tuning.jobs.retrieve(job_id)
         seen.add(job.status)
         if job.status in ("succeeded", "failed", "cancelled"):
-            job._seen = seen  # type: ignore[attr-defined]
-            return job
+            return job, seen
         time.sleep(0.05)
     raise TimeoutError(job_id)
 
@@ -174,9 +187,9 @@ def test_files_and_fine_tuning_job_to_success(client: openai.OpenAI) -> None:
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 1,
                                                                            "learning_rate_multiplier": 2}}})
     assert job.status == "validating_files" and job.user_provided_suffix == "support"
-    done = _wait(client, job.id)
+    done, seen = _wait(client, job.id)
     assert done.status == "succeeded" and done.error is None
-    assert {"validating_files", "succeeded"} <= done._seen  # type: ignore[attr-defined]
+    assert {"validating_files", "succeeded"} <= seen
     assert done.fine_tuned_model == f"ft:{MODEL}:abgate-sim:support:{job.id[6:14]}"
     assert done.hyperparameters.n_epochs == 3 and done.hyperparameters.batch_size == 1
     assert done.trained_tokens and done.trained_tokens > 0 and done.metadata == {"team": "cx"}
@@ -199,7 +212,7 @@ def test_files_and_fine_tuning_job_to_success(client: openai.OpenAI) -> None:
 def test_fine_tuning_job_fails_on_a_bad_file(client: openai.OpenAI) -> None:
     bad = b'{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n' + _jsonl(3)
     f = client.files.create(file=("bad.jsonl", io.BytesIO(bad)), purpose="fine-tune")
-    done = _wait(client, client.fine_tuning.jobs.create(model=MODEL, training_file=f.id).id)
+    done, _ = _wait(client, client.fine_tuning.jobs.create(model=MODEL, training_file=f.id).id)
     assert done.status == "failed" and done.fine_tuned_model is None
     assert done.error is not None and done.error.code == "invalid_training_file"
     assert "Line 1" in done.error.message and "Line 2: invalid JSON" in done.error.message

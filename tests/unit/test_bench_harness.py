@@ -187,9 +187,11 @@ def test_soak_pacing_and_memory_and_status_checks() -> None:
         soak.pacing_delay_ms(0, 100, 1)
     flat = [(t * 5.0, 100_000 + (t % 3) * 100) for t in range(40)]
     assert soak.memory_flat(flat)["ok"]
+    step = [(t * 5.0, 100_000 + (20_000 if t >= 16 else 0)) for t in range(40)]  # one-off growth in the outage
+    assert soak.memory_flat(step)["ok"]
     leaking = [(t * 5.0, 100_000 + t * 2_000) for t in range(40)]
     leak = soak.memory_flat(leaking)
-    assert not leak["ok"] and leak["slope_mb_per_min"] > 20
+    assert not leak["ok"] and leak["steady_slope_mb_per_min"] > 20
     assert not soak.memory_flat(flat[:3])["ok"]
     assert soak.status_check({"200": 990, "502": 10}, 11, 8)["ok"]
     assert not soak.status_check({"200": 990, "500": 1}, 0, 8)["ok"]
@@ -234,3 +236,11 @@ abgate_events_total{kind="feedback",outcome="dropped"} 2.0
 """
     totals = metric_totals(text)
     assert totals["requests"] == 12.0 and totals["events_written"] == 12.0 and totals["events_dropped"] == 2.0
+
+
+def test_check_without_a_baseline_is_not_applicable_rather_than_failed() -> None:
+    res = _results()
+    res["runs"] = [r for r in res["runs"] if r["target"] != "passthrough"]
+    by = {c["check"]: c for c in report.checks(res)}
+    assert by["throughput @32 vs pass-through"]["ok"] is None
+    assert "| n/a |" in report.markdown(res)

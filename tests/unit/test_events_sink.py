@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -193,4 +192,3 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         EventSink(tmp_path, max_queue=0)
     with pytest.raises(ValueError, match="flush_interval_s"):
         EventSink(tmp_path, flush_interval_s=0)
-    shutil.rmtree(tmp_path)

@@ -1,0 +1,307 @@
+"""`abgate eval run|compare|gate`: offline evaluation on a held-out set."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import msgspec
+import openai
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from abgate.cli.common import EXIT_ERROR, EXIT_USAGE, JsonOut, StateDir, console, fail, print_json, state_dir
+from evaluation import criteria as critmod
+from evaluation import decisions
+from evaluation.gate import Decision
+from evaluation.offline import compare as cmp
+from evaluation.offline import dataset as ds
+from evaluation.offline import gate as offline_gate
+from evaluation.offline import pipeline, runs, scorers
+from evaluation.offline.runner import RunSettings, Target
+
+app = typer.Typer(help="Offline evaluation: run a held-out set, compare runs, offline gate.", no_args_is_help=True)
+Opt = typer.Option
+_STYLE = {"GO": "bold green", "NO-GO": "bold red", "HOLD": "bold yellow"}
+
+
+def _g(x: float | None, spec: str = ".4g") -> str:
+    return "—" if x is None or x != x else format(x, spec)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN / inf -> None so --json output is valid JSON."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+@app.command("run")
+def run(
+    dataset: Annotated[Path, Opt(help="Held-out OpenAI chat JSONL; the last assistant message is the reference.")],
+    model: Annotated[str | None, Opt(help="Model id (direct mode; a label in gateway mode).")] = None,
+    base_url: Annotated[str | None, Opt(help="OpenAI-compatible base URL (default $OPENAI_BASE_URL or OpenAI).")] = None,
+    api_key_env: Annotated[str, Opt(help="Env var holding the upstream API key (direct mode).")] = "OPENAI_API_KEY",
+    via_gateway: Annotated[str | None, Opt(help="Gateway URL: send through abgate with a pinned arm.")] = None,
+    route: Annotated[str | None, Opt(help="Gateway route (what clients send as model).")] = None,
+    arm: Annotated[str | None, Opt(help="Gateway arm to pin (x-abgate-arm).")] = None,
+    admin_token_env: Annotated[str, Opt(help="Env var with the gateway admin token (pinning needs it).")] = "ABGATE_ADMIN_TOKEN",
+    concurrency: Annotated[int, Opt(min=1, max=256, help="Requests in flight.")] = 4,
+    rps: Annotated[float | None, Opt(min=0.01, help="Max requests started per second.")] = None,
+    retries: Annotated[int, Opt(min=0, max=20, help="Retries on 429/5xx/connection errors, with backoff.")] = 3,
+    timeout: Annotated[float, Opt(min=0.1, help="Per-request timeout in seconds.")] = 60.0,
+    temperature: Annotated[float | None, Opt(help="Sampling temperature sent with every request.")] = 0.0,
+    max_tokens: Annotated[int | None, Opt(min=1, help="max_tokens sent with every request.")] = None,
+    scorer: Annotated[list[str] | None, Opt("--scorers", help="Comma-separated scorers (repeatable): "
+                                            f"{', '.join(scorers.DEFAULT_SCORERS)}, llm_judge, or module:function. "
+                                            "Default: all but llm_judge.")] = None,
+    fields: Annotated[str, Opt(help="JSON fields for field_accuracy.")] = ",".join(scorers.DEFAULT_FIELDS),
+    embeddings_model: Annotated[str | None, Opt(help="Similarity by embeddings from this model (else TF-IDF).")] = None,
+    embeddings_base_url: Annotated[str | None, Opt(help="Embeddings endpoint base URL (default: --base-url).")] = None,
+    judge_route: Annotated[str | None, Opt(help="llm_judge: gateway route of the judge model.")] = None,
+    judge_gateway: Annotated[str | None, Opt(help="llm_judge: gateway URL (default --via-gateway).")] = None,
+    category_key: Annotated[str | None, Opt(help="Where each example's category is: a dotted key in the line, "
+                                                 "or reference.<field> in the reference JSON "
+                                                 "(default: category, then metadata.category).")] = None,
+    limit: Annotated[int | None, Opt(min=1, help="Only the first N examples.")] = None,
+    name: Annotated[str | None, Opt(help="Run id (default <model>-<time>-<rand>).")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Run every held-out example through a model, score it, save the run under <state>/evals/."""
+    sdir = state_dir(state)
+    try:
+        data = ds.load(dataset, category_key=category_key, limit=limit)
+    except ds.DatasetError as e:
+        raise fail(str(e)) from None
+    extra: dict[str, Any] = {}
+    if temperature is not None:
+        extra["temperature"] = temperature
+    if max_tokens is not None:
+        extra["max_tokens"] = max_tokens
+    if via_gateway:
+        if base_url:
+            raise fail("pass either --via-gateway or --base-url, not both", EXIT_USAGE)
+        if not route or not arm:
+            raise fail("--via-gateway needs --route and --arm (the arm to pin)", EXIT_USAGE)
+        target = Target(base_url=_v1(via_gateway), model=route, arm=arm, via_gateway=True, timeout_s=timeout,
+                        api_key=os.environ.get(admin_token_env) or "unused", extra_body=extra)
+    else:
+        if not model:
+            raise fail("--model is required (or use --via-gateway URL --route R --arm A)", EXIT_USAGE)
+        if route or arm:
+            raise fail("--route/--arm only apply with --via-gateway", EXIT_USAGE)
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        target = Target(base_url=url, model=model, api_key=os.environ.get(api_key_env) or "unused",
+                        timeout_s=timeout, extra_body=extra)
+    names = _split(scorer) or list(scorers.DEFAULT_SCORERS)
+    emb_client = None
+    if embeddings_model:
+        emb_url = embeddings_base_url or (target.base_url if not via_gateway else base_url) \
+            or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        emb_client = openai.OpenAI(base_url=emb_url, api_key=os.environ.get(api_key_env) or "unused",
+                                   http_client=httpx.Client(timeout=timeout), max_retries=retries)
+    judge_client = None
+    if "llm_judge" in names:
+        jurl = judge_gateway or via_gateway
+        if not jurl or not judge_route:
+            raise fail("llm_judge needs --judge-route and a gateway (--judge-gateway or --via-gateway)", EXIT_USAGE)
+        judge_client = openai.OpenAI(base_url=_v1(jurl), api_key=os.environ.get(admin_token_env) or "unused",
+                                     http_client=httpx.Client(timeout=timeout), max_retries=retries)
+    try:
+        scs = scorers.build(names, scorers.ScorerOptions(
+            fields=tuple(_split([fields])), embeddings_client=emb_client, embeddings_model=embeddings_model,
+            judge_client=judge_client, judge_route=judge_route, concurrency=concurrency))
+        run_id = runs.new_run_id(model or f"{route}-{arm}", name)
+    except (scorers.ScorerError, runs.RunError) as e:
+        raise fail(str(e), EXIT_USAGE) from None
+
+    n = len(data.examples)
+    label = f"{target.model}" + (f" [{target.arm}]" if target.arm else "")
+    with Progress(TextColumn("{task.description}", markup=False, style="bold"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, disable=json, transient=False) as progress:
+        task = progress.add_task(f"eval {label}", total=n, failed=0)
+        failed = 0
+
+        def on_result(r: runs.ExampleResult) -> None:
+            nonlocal failed
+            failed += not r.ok
+            progress.update(task, advance=1, failed=failed)
+
+        try:
+            result = pipeline.execute(sdir, data, target, RunSettings(concurrency, rps, retries), scs, run_id=run_id,
+                                      on_result=on_result)
+        except runs.RunError as e:
+            raise fail(str(e)) from None
+        except scorers.ScorerError as e:
+            raise fail(f"scoring failed: {e}") from None
+        except openai.OpenAIError as e:
+            raise fail(f"scoring failed: {type(e).__name__}: {e}") from None
+    s = result.summary
+    if json:
+        print_json({**msgspec.to_builtins(s), "path": str(result.path)})
+    else:
+        _print_summary(s, result.path)
+    if s.n_ok == 0:
+        raise fail(f"every example failed, e.g. {s.failures[0] if s.failures else '?'}")
+
+
+def _print_summary(s: runs.RunSummary, path: Path) -> None:
+    t = Table("metric", "n", "mean", "95% CI", "method",
+              title=Text(f"Eval run {s.run_id} — {s.model} ({s.n_examples} examples)"))
+    for m in s.metrics.values():
+        t.add_row(m.name, str(m.n), _g(m.mean), f"[{_g(m.low)}, {_g(m.high)}]", m.method)
+    console.print(t)
+    lat = s.latency
+    console.print(f"latency p50 {_g(lat.get('p50'), '.1f')} ms [{_g(lat.get('p50_low'), '.1f')}, "
+                  f"{_g(lat.get('p50_high'), '.1f')}], p95 {_g(lat.get('p95'), '.1f')} ms "
+                  f"[{_g(lat.get('p95_low'), '.1f')}, {_g(lat.get('p95_high'), '.1f')}]", highlight=False)
+    for w in s.warnings:
+        console.print(Text.assemble(("warning: ", "yellow"), w))
+    for f in s.failures[:5]:
+        console.print(Text(f"  failed: {f}"))
+    console.print(Text(f"saved: {path}/results.jsonl, summary.json"))
+
+
+@app.command("compare")
+def compare(
+    base_run: Annotated[str, typer.Argument(help="Baseline run id (under <state>/evals) or run directory.")],
+    candidate_run: Annotated[str, typer.Argument(help="Candidate run id or run directory.")],
+    alpha: Annotated[float, Opt(min=0.0001, max=0.5, help="Two-sided; 0.05 gives 95% intervals.")] = 0.05,
+    metric: Annotated[list[str] | None, Opt(help="Only these metrics (comma-separated, repeatable).")] = None,
+    all_categories: Annotated[bool, Opt(help="Show every category row, not only regressions.")] = False,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Base vs candidate per metric (CI, paired test), latency p50/p95, regressions per category."""
+    sdir = state_dir(state)
+    try:
+        base, cand = runs.load(sdir, base_run), runs.load(sdir, candidate_run)
+        report = cmp.compare(base, cand, alpha, _split(metric) or None)
+    except runs.RunError as e:
+        raise fail(str(e)) from None
+    except ValueError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    if json:
+        print_json(_finite(msgspec.to_builtins(report)))
+        return
+    pct = f"{100 * (1 - alpha):g}%"
+    t = Table("metric", "n", f"base ({pct} CI)", f"candidate ({pct} CI)", f"diff ({pct} CI)",
+              f"relative ({pct} CI)", "p", "test", "outcome",
+              title=Text(f"{report.base_run} ({report.base_model}) vs {report.candidate_run} ({report.candidate_model})"))
+    for m in report.metrics:
+        style = {"better": "green", "worse": "red"}.get(m.outcome, "")
+        t.add_row(m.metric, str(m.n_pairs), f"{_g(m.base.mean)} [{_g(m.base.low)}, {_g(m.base.high)}]",
+                  f"{_g(m.candidate.mean)} [{_g(m.candidate.low)}, {_g(m.candidate.high)}]",
+                  f"{_g(m.absolute.estimate, '+.4g')} [{_g(m.absolute.low, '+.4g')}, {_g(m.absolute.high, '+.4g')}]",
+                  f"{_g(m.relative.estimate, '+.1%')} [{_g(m.relative.low, '+.1%')}, {_g(m.relative.high, '+.1%')}]",
+                  _g(m.p_value, ".3g"), m.test + (f" b={m.discordant[0]} c={m.discordant[1]}" if m.discordant else ""),
+                  f"[{style}]{m.outcome}[/]" if style else m.outcome)
+    console.print(t)
+    lat = report.latency
+    lt = Table("latency (ms)", "base", "candidate", f"diff ({pct} CI)", title="Latency")
+    for q, b, c, d in (("p50", lat.base_p50, lat.candidate_p50, lat.p50_diff),
+                       ("p95", lat.base_p95, lat.candidate_p95, lat.p95_diff)):
+        lt.add_row(q, _g(b, ".1f"), _g(c, ".1f"), f"{_g(d.estimate, '+.1f')} [{_g(d.low, '+.1f')}, {_g(d.high, '+.1f')}]")
+    console.print(lt)
+    rows = [r for r in report.categories if all_categories or r.regressed]
+    ct = Table("category", "metric", "n", "base", "candidate", "diff", "p", "regressed",
+               title="Per category" + ("" if all_categories else ": where the candidate is worse"))
+    for r in rows:
+        flag = "[bold red]yes (significant)[/]" if r.significant else ("[red]yes[/]" if r.regressed else "no")
+        ct.add_row(r.category, r.metric, str(r.n), _g(r.base_mean), _g(r.candidate_mean), _g(r.diff, "+.4g"),
+                   _g(r.p_value, ".3g"), flag)
+    if rows:
+        console.print(ct)
+    else:
+        console.print("no category where the candidate is worse on any metric", highlight=False)
+    for w in report.warnings:
+        console.print(Text.assemble(("warning: ", "yellow"), w))
+
+
+def print_decision(d: Decision, record: Path) -> None:
+    console.print(f"[{_STYLE[d.verdict]}]{d.verdict}[/]  decision {d.decision_id}  (offline)", highlight=False)
+    for r in d.reasons:
+        console.print(f"  - {r}", highlight=False, markup=False, emoji=False)
+    if d.arms:
+        t = Table("role", "run", "model", "examples", "ok", title="Runs")
+        for role, a in zip(("baseline", "candidate"), d.arms):
+            t.add_row(role, Text(a.name), Text(a.model or "—"), str(a.units), str(a.interactions))
+        console.print(t)
+    if d.metrics:
+        t = Table("metric", "role", "baseline", "candidate", "effect", "95% CI", "p", "threshold", "verdict",
+                  title="Criteria")
+        for m in d.metrics:
+            t.add_row(m.metric, f"{m.role} ({m.direction}, {m.effect})", _g(m.control_value), _g(m.treatment_value),
+                      _g(m.estimate), f"[{_g(m.low)}, {_g(m.high)}]", _g(m.p_value, ".3g"), f"{m.threshold:+.4g}",
+                      m.verdict + (f" ({m.note})" if m.note else ""))
+        console.print(t)
+    regs = d.extra.get("category_regressions") or []
+    if regs:
+        t = Table("category", "metric", "n", "baseline", "candidate", "diff", "p", title="Categories where the candidate is worse")
+        for r in regs:
+            t.add_row(str(r["category"]), r["metric"], str(r["n"]), _g(r["base"]), _g(r["candidate"]),
+                      _g(r["diff"], "+.4g"), _g(r["p_value"], ".3g"))
+        console.print(t)
+    for w in d.warnings:
+        console.print(Text.assemble(("warning: ", "yellow"), w))
+    console.print(Text(f"record: {record} (+ .md)"))
+
+
+@app.command("gate")
+def gate(
+    criteria: Annotated[Path | None, Opt(help="Offline criteria YAML (default: seed 001's, see "
+                                              "evaluation/offline/criteria_seed001.yaml).")] = None,
+    baseline: Annotated[str | None, Opt(help="Baseline run (overrides the criteria's `baseline`).")] = None,
+    candidate: Annotated[str | None, Opt(help="Candidate run (overrides the criteria's `candidate`).")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Offline GO (exit 0) / NO-GO (exit 3) / HOLD (exit 4) with a decision record."""
+    sdir = state_dir(state)
+    path = criteria or offline_gate.SEED001_CRITERIA
+    try:
+        crit, sha = critmod.load(path)
+    except critmod.CriteriaError as e:
+        raise fail(f"{path}: {e}", EXIT_USAGE) from None
+    if crit.stage != "offline":
+        raise fail(f"{path}: stage is {crit.stage!r}; `abgate eval gate` takes offline criteria "
+                   "(use `abgate gate` for online)", EXIT_USAGE)
+    overrides = {k: v for k, v in (("baseline", baseline), ("candidate", candidate)) if v}
+    if criteria is None and len(overrides) < 2:
+        raise fail("without --criteria pass both --baseline and --candidate", EXIT_USAGE)
+    if overrides:
+        crit = msgspec.structs.replace(crit, **overrides)
+    with console.status("evaluating criteria ...", spinner="dots"):
+        d = offline_gate.decide(crit, sdir, criteria_path=str(path.resolve()), criteria_sha256=sha,
+                                decided_by=getpass.getuser())
+    if overrides:
+        d.extra = {**d.extra, "overrides": overrides}
+    try:
+        record = decisions.write_record(sdir, d)
+    except OSError as e:
+        raise fail(f"cannot write the decision record: {e}", EXIT_ERROR) from None
+    if json:
+        print_json({**decisions.to_dict(d), "record_path": str(record)})
+    else:
+        print_decision(d, record)
+    raise typer.Exit(d.exit_code)
