@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine(pin: targets.Pinning) -> dict[str, Any]:
     model = "?"
     try:
@@ -91,7 +98,7 @@ def machine(pin: targets.Pinning) -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(), "pinning": pin.describe()}
+            "platform": platform.platform(), "pinning": pin.describe(), "loadavg_before": loadavg()}
 
 
 def run_record(target: targets.Target, mode: str, connections: int, result: Any, cpu_s: float) -> dict[str, Any]:
@@ -151,7 +158,7 @@ def scrape(target: targets.Target) -> dict[str, float] | None:
     return scrape_url(target.base_url)
 
 
-def measure_target(target: targets.Target, args: argparse.Namespace, pin: targets.Pinning,
+def measure_target(target: targets.Target, direct_chat_url: str, args: argparse.Namespace, pin: targets.Pinning,
                    progress: Progress, task: Any) -> tuple[dict[str, Any], list[dict[str, Any]], Accounting]:
     acct, runs = Accounting(), []
     info: dict[str, Any] = {"status": "ok", "label": target.label}
@@ -169,8 +176,14 @@ def measure_target(target: targets.Target, args: argparse.Namespace, pin: target
             runs.append(run_record(target, mode, conns, result, cpu))
             progress.advance(task)
     progress.update(task, description=f"{target.name}: TTFT")
-    info["ttft"] = ttft.measure(target.chat_url, target.model, n=args.ttft_requests)
-    acct.responses += int(info["ttft"]["requests"])
+    if target.name == "direct":
+        info["ttft"] = ttft.measure(target.chat_url, target.model, n=args.ttft_requests)
+    else:
+        paired = ttft.measure_paired((direct_chat_url, targets.BASE_MODEL), (target.chat_url, target.model),
+                                     n=args.ttft_requests)
+        acct.responses += int(paired.pop("requests")["target"]["n"])
+        info["paired"] = paired
+        info["ttft"] = paired["stream"]["target"]
     progress.advance(task)
     if target.gateway:
         progress.update(task, description=f"{target.name}: feedback")
@@ -222,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="abgate-bench-"))
     try:
         _run_in(work, args, pin, results)
+        results["machine"]["loadavg_after"] = loadavg()
     finally:
         if args.keep:
             console.print(f"work dir (logs, archives) kept: {work}")
@@ -246,7 +260,8 @@ def _run_in(work: Path, args: argparse.Namespace, pin: targets.Pinning, results:
                 progress.update(task, description=f"{name}: starting")
                 try:
                     with STARTERS[name](work, pin, sim) as target:
-                        info, runs, acct = measure_target(target, args, pin, progress, task)
+                        info, runs, acct = measure_target(target, f"{sim[1]}/v1/chat/completions", args, pin, progress,
+                                                          task)
                     if target.gateway:
                         info["events"] = events_summary(target, acct, info)
                     info.update(target.notes)

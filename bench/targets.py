@@ -118,7 +118,7 @@ def passthrough(work: Path, pin: Pinning, sim: tuple[Proc, str]) -> Iterator[Tar
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", proc)
         assert proc.popen is not None
-        yield Target("passthrough", "bare forwarder, same stack (Litestar + uvicorn/uvloop/httptools + aiohttp)",
+        yield Target("passthrough", "bare forwarder on the same stack (raw ASGI chat route before Litestar, uvicorn/uvloop/httptools, aiohttp)",
                      base, BASE_MODEL, proc.popen.pid)
     finally:
         proc.stop()

@@ -15,13 +15,12 @@ from litestar.handlers import asgi
 
 from gateway import admin
 from gateway.errors import ApiError, error_body
-from gateway.proxy import chat_completions
+from gateway.proxy import MAX_HEADER_BYTES, chat_completions
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 log = structlog.get_logger("abgate.app")
 _enc = msgspec.json.Encoder()
-MAX_HEADER_BYTES = 64 * 1024  # httptools accepts far larger header blocks; refuse them ourselves
 
 
 def runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -122,7 +121,8 @@ class FastPath:
         self.state = app.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+        if scope["type"] == "http" and scope["path"] != "/v1/chat/completions" and \
+                sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
             body = error_body(431, f"request headers exceed {MAX_HEADER_BYTES} bytes", "headers_too_large")
             await send({"type": "http.response.start", "status": 431,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

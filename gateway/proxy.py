@@ -38,6 +38,7 @@ _any = msgspec.json.Decoder()
 _TRUE = msgspec.Raw(b"true")
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
 _JSON_CT = (b"content-type", b"application/json")
+MAX_HEADER_BYTES = 64 * 1024  # httptools accepts far larger header blocks; refuse them ourselves
 _SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 
 
@@ -197,6 +198,9 @@ class _Ctx:
     capture: str = "full"
     closed: bool = False
     finished: bool = False
+    recorded: bool = False
+    rt: Any = None
+    comp: Any = None
     parts: list[str] = field(default_factory=list)
 
 
@@ -210,6 +214,10 @@ class _UpstreamFailure(Exception):
 
 # -- request reading ----------------------------------------------------------------------
 
+class _ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
 async def _read_body(receive: Any, headers: dict[str, str], limit: int, timeout_s: float) -> bytes:
     cl = headers.get("content-length")
     if cl is not None:
@@ -220,7 +228,7 @@ async def _read_body(receive: Any, headers: dict[str, str], limit: int, timeout_
             raise ApiError(400, "invalid content-length header", "invalid_request") from None
     msg = await receive()
     if msg["type"] != "http.request":
-        raise asyncio.CancelledError
+        raise _ClientGone
     body = msg.get("body", b"")
     if not msg.get("more_body", False):
         if len(body) > limit:
@@ -232,7 +240,7 @@ async def _read_body(receive: Any, headers: dict[str, str], limit: int, timeout_
             while True:
                 msg = await receive()
                 if msg["type"] != "http.request":
-                    raise asyncio.CancelledError
+                    raise _ClientGone
                 buf += msg.get("body", b"")
                 if len(buf) > limit:
                     raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "request_too_large")
@@ -250,9 +258,6 @@ class _Headers(dict):  # type: ignore[type-arg]
     (the route's hash header), so a request with many headers costs nothing extra."""
 
     __slots__ = ("raw",)
-
-    def __missing__(self, key: str) -> None:
-        return None
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         v = dict.get(self, key)
@@ -300,6 +305,7 @@ def _field(doc: dict[str, msgspec.Raw], name: str) -> Any:
 async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> None:
     ctx = _Ctx(t0=perf())
     comp = rt.compiled  # this request keeps the config version it started with
+    ctx.rt, ctx.comp = rt, comp
     ctx.config_version = comp.version
     task = asyncio.current_task()
     watcher: asyncio.TimerHandle | None = None
@@ -308,6 +314,8 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
             if scope["method"] != "POST":
                 raise ApiError(405, "use POST for /v1/chat/completions", "method_not_allowed")
             headers = _headers(scope)
+            if sum(len(k) + len(v) for k, v in headers.raw) > MAX_HEADER_BYTES:
+                raise ApiError(431, f"request headers exceed {MAX_HEADER_BYTES} bytes", "headers_too_large")
             ct = headers.get("content-type")
             if ct is not None and not ct.lower().startswith("application/json"):
                 raise ApiError(400, f"content-type must be application/json, got {ct!r}", "invalid_content_type")
@@ -392,6 +400,8 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
         except ApiError as err:
             ctx.status, ctx.http_status, ctx.error = "rejected", err.status, err.message
             await _send_error(send, ctx, comp, err.status, err.message, err.code, err.param, err.headers)
+        except _ClientGone:
+            ctx.status, ctx.http_status, ctx.error = "client_closed", 499, "client left before sending its body"
         except asyncio.CancelledError:
             if not ctx.closed:
                 raise
@@ -406,7 +416,7 @@ async def chat_completions(rt: Runtime, scope: Any, receive: Any, send: Any) -> 
         if watcher is not None:
             watcher.cancel()
             watch.stop()
-        _record(rt, ctx, comp)
+        _finish(ctx)
 
 
 def _ensure_usage(doc: dict[str, msgspec.Raw]) -> bool:
@@ -457,6 +467,7 @@ async def _send_error(send: Any, ctx: _Ctx, comp: Compiled, status: int, message
                       param: str | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     if ctx.finished or ctx.closed:
         return
+    _finish(ctx)
     if ctx.ttft is not None:  # a stream already started: end it with an SSE error event
         payload = b"data: " + error_body(status, message, code) + b"\n\n"
         await send({"type": "http.response.body", "body": payload, "more_body": False})
@@ -511,6 +522,7 @@ async def _forward(rt: Runtime, ctx: _Ctx, doc: dict[str, msgspec.Raw], target: 
                        (b"content-length", str(len(data)).encode()), *target.headers,
                        (b"x-abgate-interaction-id", ctx.interaction_id.encode())]  # type: ignore[union-attr]
             ctx.finished = True
+            _finish(ctx)
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
             await send({"type": "http.response.body", "body": data})
             return
@@ -597,6 +609,7 @@ async def _relay_json(ctx: _Ctx, data: bytes, target: ArmTarget, send: Any) -> N
     headers = [_JSON_CT, (b"content-length", str(len(body)).encode()), *target.headers,
                (b"x-abgate-interaction-id", token.encode())]  # type: ignore[union-attr]
     ctx.finished = True
+    _finish(ctx)  # metrics and event before the client sees the answer: counts never lag behind
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -650,6 +663,7 @@ async def _relay_stream(rt: Runtime, ctx: _Ctx, resp: aiohttp.ClientResponse, ta
     if ctx.parts:
         ctx.response = "".join(ctx.parts)
     ctx.finished = True
+    _finish(ctx)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -687,6 +701,12 @@ def _rewrite_event(ctx: _Ctx, event: bytes, id_raw: msgspec.Raw, injected: bool)
     if "id" in doc:
         doc["id"] = id_raw
     return b"data: " + _enc.encode(doc)
+
+
+def _finish(ctx: _Ctx) -> None:
+    if not ctx.recorded:
+        ctx.recorded = True
+        _record(ctx.rt, ctx, ctx.comp)
 
 
 def _record(rt: Runtime, ctx: _Ctx, comp: Compiled) -> None:

@@ -81,7 +81,7 @@ class SharedRateLimiter:
     def __init__(self, url: str, local: RateLimiter | None = None):
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self._redis = Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
         self._script = self._redis.register_script(_LUA)
         self.local = local or RateLimiter()
         self._down_until = 0.0

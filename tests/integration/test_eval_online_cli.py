@@ -95,6 +95,10 @@ def test_gate_hold_exit_code_and_bad_criteria(state: Path, tmp_path: Path) -> No
     bad.write_text("experiment: e\nsuccess: [{metric: a, direction: sideways}]\n")
     r = abgate("gate", "--criteria", str(bad), state=state)
     assert r.returncode == 2 and "success.0.direction" in r.stderr
+    # rollout guardrail files may omit the experiment; an online gate may not
+    bad.write_text("stage: online\nsuccess: [{metric: a, direction: increase}]\n")
+    r = abgate("gate", "--criteria", str(bad), state=state)
+    assert r.returncode == 2 and "experiment: required for stage: online" in r.stderr
 
 
 def test_rollout_once_cli_resumes(state: Path, tmp_path: Path) -> None:

@@ -244,3 +244,14 @@ def test_check_without_a_baseline_is_not_applicable_rather_than_failed() -> None
     by = {c["check"]: c for c in report.checks(res)}
     assert by["throughput @32 vs pass-through"]["ok"] is None
     assert "| n/a |" in report.markdown(res)
+
+
+def test_checks_prefer_the_interleaved_concurrency_1_measurement() -> None:
+    res = _results(gw_p50=0.2)  # wrk-based: 0.2 ms added, would pass
+    res["targets"]["abgate"]["paired"] = {
+        "json": {"added": {"p50_ms": 1.4, "p99_ms": 2.0}},
+        "stream": {"added": {"p50_ms": 0.5, "p99_ms": 1.0}},
+    }
+    by = {c["check"]: c for c in report.checks(res)}
+    assert by["added latency p50 @1 (ms)"]["value"] == 1.4 and not by["added latency p50 @1 (ms)"]["ok"]
+    assert by["added latency p99 @1 (ms)"]["ok"] and by["streaming TTFT overhead p50 (ms)"]["value"] == 0.5

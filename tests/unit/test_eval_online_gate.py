@@ -188,7 +188,6 @@ def test_relative_success_threshold() -> None:
 @pytest.mark.parametrize(
     "text,field",
     [
-        ("stage: online\nsuccess: [{metric: a, direction: increase}]", "experiment"),
         ("experiment: e\nsuccess: [{metric: a, direction: up}]", "success.0.direction"),
         ("experiment: e\nalpha: 2\nsuccess: [{metric: a, direction: increase}]", "alpha"),
         ("stage: offline\nbaseline: r1\nsuccess: [{metric: a, direction: increase}]", "candidate"),
