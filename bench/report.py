@@ -46,6 +46,10 @@ def compare(results: dict[str, Any]) -> list[dict[str, Any]]:
         row["added_p99_ms"] = run["p99_ms"] - base["p99_ms"] if base else None
         row["rps_vs_direct"] = ratio(run["rps"], base["rps"] if base else None)
         row["rps_vs_passthrough"] = ratio(run["rps"], floor["rps"] if floor else None)
+        # Capacity ratio from CPU per request: what throughput would be if both were CPU-bound on
+        # their core. Other processes on a busy machine barely move it, unlike req/s.
+        row["capacity_vs_passthrough"] = ratio(floor.get("cpu_ms_per_req") if floor else None,
+                                               run.get("cpu_ms_per_req"))
         out.append(row)
     return out
 
@@ -110,6 +114,8 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_check(gw, "throughput @32 (req/s)", c32.get("rps"), MIN_RPS_AT_32, at_most=False))
         out.append(_check(gw, "throughput @32 vs pass-through", c32.get("rps_vs_passthrough"), MIN_SHARE_OF_FLOOR,
                           at_most=False))
+        out.append(_check(gw, "CPU-bound capacity @32 vs pass-through", c32.get("capacity_vs_passthrough"),
+                          MIN_SHARE_OF_FLOOR, at_most=False))
         if t.get("events"):
             out.append({"target": gw, "check": "events lost", "value": events_lost(t["events"]), "limit": 0,
                         "op": "==", "ok": events_ok(t["events"])})
@@ -151,8 +157,8 @@ def markdown(results: dict[str, Any]) -> str:
     for mode, title in (("json", "Non-streaming"), ("stream", "Streaming (latency = whole stream)")):
         lines += [f"## {title}", "",
                   "| config | conns | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | × direct | × pass-through "
-                  "| CPU ms/req | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| CPU ms/req | capacity × pass-through (CPU) | errors |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if r["mode"] != mode:
                 continue
@@ -160,7 +166,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['target']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                 f"{_f(r['added_p50_ms'])} | {_f(r['added_p99_ms'])} | {_f(r['rps_vs_direct'])} | "
-                f"{_f(r['rps_vs_passthrough'])} | {_f(r.get('cpu_ms_per_req'), '{:.3f}')} | {errors} |")
+                f"{_f(r['rps_vs_passthrough'])} | {_f(r.get('cpu_ms_per_req'), '{:.3f}')} | "
+                f"{_f(r['capacity_vs_passthrough'])} | {errors} |")
         lines.append("")
     paired_rows = [(n, t["paired"]) for n, t in results["targets"].items() if t.get("paired")]
     if paired_rows:

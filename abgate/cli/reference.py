@@ -1,4 +1,7 @@
-"""Generate the CLI reference (docs/cli.md) from the typer app itself, so it never drifts."""
+"""Generate docs/cli.md (from the typer app) and docs/openapi.json (from the Litestar app), so they never drift.
+
+`python -m abgate.cli.reference` rewrites both.
+"""
 
 from __future__ import annotations
 
@@ -48,10 +51,64 @@ def markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-if __name__ == "__main__":
-    import sys
+
+
+# The proxy route is a raw ASGI handler (no Litestar parsing on the hot path), so Litestar
+# cannot describe it; this is its OpenAPI entry.
+_CHAT_PATH = {
+    "post": {
+        "summary": "OpenAI-compatible chat completions, A/B-routed",
+        "description": (
+            "`model` names a route; the body is forwarded byte for byte except `model`. Streaming (SSE) "
+            "when `stream` is true. The response `id` is the signed interaction id. Response headers: "
+            "x-abgate-route, x-abgate-arm, x-abgate-model, x-abgate-config-version, x-abgate-interaction-id."
+        ),
+        "operationId": "ChatCompletions",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["model", "messages"],
+            "properties": {"model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
+                           "user": {"type": "string"}, "stream": {"type": "boolean"}},
+        }}}},
+        "responses": {
+            "200": {"description": "chat.completion, or a text/event-stream of chat.completion.chunk"},
+            "400": {"description": "invalid request (OpenAI error shape)"},
+            "401": {"description": "missing or unknown API key"},
+            "404": {"description": "unknown route"},
+            "413": {"description": "body over limits.max_body_bytes"},
+            "429": {"description": "rate limited (retry-after)"},
+            "502": {"description": "upstream error"},
+            "504": {"description": "upstream timeout"},
+        },
+    }
+}
+
+
+def openapi() -> dict[str, Any]:
+    import tempfile
     from pathlib import Path
 
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/cli.md")
-    target.write_text(markdown(), encoding="utf-8")
-    print(f"wrote {target}")
+    from abgate.server import _extra_handlers
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(state_dir=Path(tmp)), extra_handlers=_extra_handlers())
+        schema = app.openapi_schema.to_schema()
+    schema["info"] = {"title": "abgate", "version": "0.1.0"}
+    schema["paths"] = {"/v1/chat/completions": _CHAT_PATH, **schema["paths"]}
+    return schema
+
+
+def write_all(root: Any = None) -> None:
+    import json
+    from pathlib import Path
+
+    docs = Path(root or ".") / "docs"
+    docs.mkdir(exist_ok=True)
+    (docs / "cli.md").write_text(markdown(), encoding="utf-8")
+    (docs / "openapi.json").write_text(json.dumps(openapi(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_all()
+    print("wrote docs/cli.md and docs/openapi.json")

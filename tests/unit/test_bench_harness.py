@@ -121,11 +121,15 @@ def test_compare_added_latency_and_ratios() -> None:
     assert rows[("abgate", 32)]["rps_vs_passthrough"] == pytest.approx(0.8)
     assert rows[("passthrough", 32)]["rps_vs_direct"] == pytest.approx(5000 / 30000)
     assert rows[("direct", 1)]["added_p50_ms"] == 0
+    assert rows[("abgate", 32)]["capacity_vs_passthrough"] == pytest.approx(1.0)  # equal CPU per request
 
 
 def test_checks_pass_and_fail_on_the_issue_targets() -> None:
     good = {c["check"]: c["ok"] for c in report.checks(_results())}
     assert all(good.values()), good
+    heavier = _results()
+    heavier["runs"][5]["cpu_ms_per_req"] = 0.4  # twice the pass-through's CPU per request
+    assert not {c["check"]: c for c in report.checks(heavier)}["CPU-bound capacity @32 vs pass-through"]["ok"]
     bad = {c["check"]: c for c in report.checks(_results(gw_rps32=3000, gw_p50=1.4, lost=2))}
     assert not bad["added latency p50 @1 (ms)"]["ok"]
     assert not bad["throughput @32 vs pass-through"]["ok"]

@@ -18,6 +18,13 @@ def test_cli_reference_is_current() -> None:
     assert current == reference.markdown(), "docs/cli.md is stale: run `python -m abgate.cli.reference`"
 
 
+def test_openapi_document_is_current() -> None:
+    current = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    assert current == json.loads(json.dumps(reference.openapi(), sort_keys=True)), (
+        "docs/openapi.json is stale: run `python -m abgate.cli.reference`")
+    assert {"/v1/chat/completions", "/v1/feedback", "/v1/models", "/admin/export/jsonl"} <= set(current["paths"])
+
+
 def test_demo_assets_are_valid() -> None:
     cfg = cfgmod.parse_yaml((demo.ASSETS / "router.yaml").read_text().replace("SIMULATOR_URL", "http://127.0.0.1:1"))
     assert [a.weight for a in cfg.routes[demo.ROUTE].arms] == [1.0]
