@@ -15,7 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
+
+
+def _scipy_stats():  # noqa: ANN202 - scipy.stats is a 0.5 s import; the CLI loads it only when used
+    from scipy import stats
+
+    return stats
 
 __all__ = [
     "Interval",
@@ -150,7 +155,7 @@ class RatioMoments:
 
 def z_crit(alpha: float = 0.05) -> float:
     """Two-sided normal critical value, e.g. 1.95996 for alpha 0.05."""
-    return float(_st.norm.ppf(1.0 - alpha / 2.0))
+    return float(_scipy_stats().norm.ppf(1.0 - alpha / 2.0))
 
 
 def _normal_comparison(estimate: float, se: float, alpha: float, null: float = 0.0) -> Comparison:
@@ -160,7 +165,7 @@ def _normal_comparison(estimate: float, se: float, alpha: float, null: float = 0
         p = 1.0 if estimate == null else 0.0
         return Comparison(estimate, estimate, estimate, 0.0, p)
     z = z_crit(alpha)
-    p = float(2.0 * _st.norm.sf(abs((estimate - null) / se)))
+    p = float(2.0 * _scipy_stats().norm.sf(abs((estimate - null) / se)))
     return Comparison(estimate, estimate - z * se, estimate + z * se, se, p)
 
 
@@ -199,13 +204,13 @@ def mcnemar(b: int, c: int, exact: bool | None = None, correction: bool = True) 
     use_exact = (b + c) < 25 if exact is None else exact
     if use_exact:
         k, n = min(b, c), b + c
-        p = 1.0 if n == 0 else float(min(1.0, 2.0 * _st.binom.cdf(k, n, 0.5)))
+        p = 1.0 if n == 0 else float(min(1.0, 2.0 * _scipy_stats().binom.cdf(k, n, 0.5)))
         return McNemarResult(float(k), p, b, c, True)
     if b + c == 0:
         return McNemarResult(0.0, 1.0, b, c, False)
     diff = abs(b - c) - (1.0 if correction else 0.0)
     stat = diff**2 / (b + c)  # statsmodels does not clamp at 0 when b == c; we match it
-    return McNemarResult(float(stat), float(_st.chi2.sf(stat, 1)), b, c, False)
+    return McNemarResult(float(stat), float(_scipy_stats().chi2.sf(stat, 1)), b, c, False)
 
 
 def bootstrap_ci(
@@ -290,8 +295,8 @@ def welch(control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05) -> Co
     se = math.sqrt(se2)
     df = se2 * se2 / (vc * vc / (control.n - 1) + vt * vt / (treatment.n - 1))
     t = diff / se
-    q = float(_st.t.ppf(1 - alpha / 2, df))
-    p = float(2 * _st.t.sf(abs(t), df))
+    q = float(_scipy_stats().t.ppf(1 - alpha / 2, df))
+    p = float(2 * _scipy_stats().t.sf(abs(t), df))
     return Comparison(diff, diff - q * se, diff + q * se, se, p, float(df))
 
 
@@ -380,7 +385,7 @@ def srm_test(observed: Mapping[str, int], expected_weights: Mapping[str, float])
         dof += 1
     if dof <= 0:
         return SrmResult(0.0, 1.0, obs, exp)
-    return SrmResult(float(chi2), float(_st.chi2.sf(chi2, dof)), obs, exp)
+    return SrmResult(float(chi2), float(_scipy_stats().chi2.sf(chi2, dof)), obs, exp)
 
 
 def units_for_mde(
@@ -403,6 +408,6 @@ def units_for_mde(
     if not (math.isfinite(sd_control) and math.isfinite(sd_t)):
         raise ValueError("standard deviations must be finite")
     za = z_crit(alpha)
-    zb = float(_st.norm.ppf(power))
+    zb = float(_scipy_stats().norm.ppf(power))
     n = (za + zb) ** 2 * (sd_control**2 + sd_t**2 / ratio) / min_effect**2
     return max(2, math.ceil(n))

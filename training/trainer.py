@@ -11,15 +11,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-import openai
 
 from gateway.config import RouterConfig
 from gateway.events import now_rfc3339
 from training import tokens as tk
 from training.registry import TERMINAL, Registry
+
+if TYPE_CHECKING:
+    import openai
+
+
+def _sdk():  # noqa: ANN202 - the openai SDK is a 0.5 s import; load it when a trainer is used
+    import openai
+
+    return openai
 
 
 class TrainerError(RuntimeError):
@@ -101,11 +109,11 @@ def _job(j: Any) -> JobInfo:
 
 
 def _explain(call: str, err: Exception) -> TrainerError:
-    if isinstance(err, openai.APIStatusError):
+    if isinstance(err, _sdk().APIStatusError):
         body = err.body if isinstance(err.body, dict) else {}
         detail = body.get("message") or (body.get("error") or {}).get("message") if body else None
         return TrainerError(f"{call} failed: HTTP {err.status_code}: {detail or err.message}")
-    if isinstance(err, openai.APIConnectionError):
+    if isinstance(err, _sdk().APIConnectionError):
         return TrainerError(f"{call} failed: cannot reach the fine-tuning API ({err.__cause__ or err})")
     return TrainerError(f"{call} failed: {err}")
 
@@ -120,7 +128,7 @@ class OpenAITrainer:
         try:
             with open(path, "rb") as f:
                 return self.client.files.create(file=(path.name, f), purpose="fine-tune").id
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain(f"upload {path.name}", err) from None
 
     def create(self, spec: JobSpec) -> JobInfo:
@@ -130,19 +138,19 @@ class OpenAITrainer:
                 kw[k] = getattr(spec, k)
         try:
             return _job(self.client.fine_tuning.jobs.create(**kw))
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain("create fine-tuning job", err) from None
 
     def retrieve(self, job_id: str) -> JobInfo:
         try:
             return _job(self.client.fine_tuning.jobs.retrieve(job_id))
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain(f"retrieve {job_id}", err) from None
 
     def events(self, job_id: str, limit: int = 50) -> list[JobEvent]:
         try:
             page = self.client.fine_tuning.jobs.list_events(job_id, limit=limit)
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain(f"list events of {job_id}", err) from None
         evs = [JobEvent(id=e.id, created_at=e.created_at, level=e.level, message=e.message) for e in page.data]
         return sorted(evs, key=lambda e: (e.created_at, e.id))  # the API lists newest first
@@ -150,13 +158,13 @@ class OpenAITrainer:
     def list(self, limit: int = 20) -> list[JobInfo]:
         try:
             return [_job(j) for j in self.client.fine_tuning.jobs.list(limit=limit).data]
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain("list fine-tuning jobs", err) from None
 
     def cancel(self, job_id: str) -> JobInfo:
         try:
             return _job(self.client.fine_tuning.jobs.cancel(job_id))
-        except openai.OpenAIError as err:
+        except _sdk().OpenAIError as err:
             raise _explain(f"cancel {job_id}", err) from None
 
 
@@ -190,7 +198,7 @@ def make_trainer(
         kw["base_url"] = base_url
     if http_client is not None:
         kw["http_client"] = http_client
-    return OpenAITrainer(openai.OpenAI(**kw))
+    return OpenAITrainer(_sdk().OpenAI(**kw))
 
 
 def sync_run(reg: Registry, job: JobInfo, config: RouterConfig | None = None) -> dict[str, Any]:
