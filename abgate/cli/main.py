@@ -8,7 +8,7 @@ from abgate.cli import analyze_cmd, config_cmd, gate_cmd, rollout_cmd
 from abgate.cli import serve as serve_cmd
 from abgate.cli import dataset_cmd, finetune_cmd, models_cmd
 from abgate.cli import archive_cmd
-from abgate.cli import demo_cmd, simulator_cmd
+from abgate.cli import demo_cmd, secrets_cmd, simulator_cmd
 from abgate.cli import eval_cmd
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("archive")(archive_cmd.archive)
 app.add_typer(archive_cmd.events_app, name="events")
 app.command("demo")(demo_cmd.demo)
+app.add_typer(secrets_cmd.app, name="secrets")
 app.command("simulator", context_settings=simulator_cmd._PASS)(simulator_cmd.simulator)
 app.command("traffic", context_settings=simulator_cmd._PASS)(simulator_cmd.traffic)
 app.add_typer(eval_cmd.app, name="eval")
