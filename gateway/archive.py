@@ -49,6 +49,12 @@ class ArchiveWriter:
             self._path, self._date = path, date
         return self._path
 
+    def append(self, date: str, data: bytes, fsync: bool = True) -> None:
+        """Append ready-made newline-terminated JSONL `data` to `date`'s partition (all or
+        nothing). Nearly all of it is syscalls with the GIL released, so the sink's worker
+        thread does not compete with the event loop."""
+        _append(self._target(date), data, fsync)
+
     def write_lines(self, lines: Iterable[tuple[str, bytes]], fsync: bool = True) -> int:
         """Write (date, encoded-json) pairs; returns the number written. Raises OSError on failure."""
         by_date: dict[str, list[bytes]] = {}

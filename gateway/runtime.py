@@ -30,6 +30,7 @@ from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
 
 log = structlog.get_logger("abgate.runtime")
+GC_GEN0_THRESHOLD = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,10 @@ class Runtime:
         # GC's sight, so collections triggered by request garbage stay cheap.
         gc.collect()
         gc.freeze()
+        # Request garbage is freed by refcounting; what the young-generation scans find is
+        # the live in-flight state. Scanning it every 700 allocations cost ~5 us a request;
+        # every 20,000 keeps each scan short and makes them ~30x rarer.
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._reload_loop())
         if self.settings.redis_url:
