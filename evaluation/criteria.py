@@ -18,6 +18,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from gateway.config import yaml_error_message
+
 Direction = Literal["increase", "decrease"]
 Effect = Literal["absolute", "relative"]
 
@@ -115,9 +117,7 @@ def parse(text: str) -> Criteria:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise CriteriaError("", f"invalid YAML: {where}{getattr(e, 'problem', e)}") from None
+        raise CriteriaError("", yaml_error_message(e)) from None
     return validate(raw)
 
 

@@ -273,7 +273,7 @@ def decide_online(
 def decide(crit: Criteria, state_dir: Path, **kw: Any) -> Decision:
     """Either stage. Offline criteria go to `evaluation.offline.gate.decide(criteria, state_dir)`."""
     if crit.stage == "offline":
-        from evaluation.offline import gate as offline_gate  # the offline-eval helper's module
+        from evaluation.offline import gate as offline_gate  # here: it imports this module
 
         d = offline_gate.decide(crit, state_dir)
         d.criteria_path = d.criteria_path or kw.get("criteria_path")

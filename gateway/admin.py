@@ -54,9 +54,14 @@ async def _body_doc(request: Request[Any, Any, Any]) -> Any:
     except json.JSONDecodeError as err:
         raise ApiError(400, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}", "invalid_body") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        raise ApiError(400, f"invalid YAML at {where}: {getattr(err, 'problem', err)}", "invalid_body") from None
+        raise ApiError(400, cfgmod.yaml_error_message(err), "invalid_body") from None
+
+
+async def _body_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    doc = await _body_doc(request)
+    if not isinstance(doc, dict):
+        raise ApiError(400, "body must be a JSON object", "invalid_body")
+    return doc
 
 
 def _int_param(value: Any, name: str, required: bool) -> int | None:
@@ -115,9 +120,7 @@ def history(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def rollback(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Body: {to_version, reason?, author?, decision_id?, expected_version?}."""
     rt = _rt(request)
-    doc = await _body_doc(request)
-    if not isinstance(doc, dict):
-        raise ApiError(400, "body must be a JSON object", "invalid_body")
+    doc = await _body_object(request)
     to = _int_param(doc.get("to_version"), "to_version", required=True)
     cur = rt.compiled.version
     expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or cur
@@ -152,9 +155,7 @@ def promoted_weights(route: cfgmod.Route, arm: str, weight: float) -> dict[str, 
 async def promote(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Body: {route, decision_id, arm, weight? (default 1)} or {route, decision_id, weights: {arm: w}}."""
     rt = _rt(request)
-    doc = await _body_doc(request)
-    if not isinstance(doc, dict):
-        raise ApiError(400, "body must be a JSON object", "invalid_body")
+    doc = await _body_object(request)
     cfg = rt.compiled.config
     rname = doc.get("route")
     if not isinstance(rname, str) or rname not in cfg.routes:

@@ -222,13 +222,18 @@ def _check_semantics(cfg: RouterConfig) -> None:
             raise ConfigError(f"metrics.{name}", "clashes with a built-in metric")
 
 
+def yaml_error_message(err: yaml.YAMLError) -> str:
+    """`invalid YAML at line L, column C: <problem>` (1-based), for every YAML document we parse."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"invalid YAML{where}: {getattr(err, 'problem', err)}"
+
+
 def parse_yaml(text: str) -> RouterConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        raise ConfigError("", f"invalid YAML at {where}: {getattr(err, 'problem', err)}") from None
+        raise ConfigError("", yaml_error_message(err)) from None
     return validate(raw)
 
 

@@ -96,6 +96,29 @@ def encode_version(v: ConfigVersion) -> bytes:
     return msgspec.json.encode(v)
 
 
+def next_version(
+    cur: ConfigVersion | None,
+    actual: int | None,
+    config: RouterConfig,
+    *,
+    author: str,
+    reason: str,
+    decision_id: str | None,
+    action: str,
+) -> ConfigVersion:
+    """The version a store writes after `actual` (whose document is `cur`), phases bumped
+    wherever arm weights changed. Shared by the file and Redis stores."""
+    return ConfigVersion(
+        version=(actual or 0) + 1,
+        created_at=now_rfc3339(),
+        author=author,
+        reason=reason,
+        config=cfgmod.with_phases_bumped(cur.config if cur else None, config),
+        decision_id=decision_id,
+        action=action,
+    )
+
+
 class FileConfigStore:
     def __init__(self, state_dir: Path):
         self.dir = state_dir / "config"
@@ -148,16 +171,8 @@ class FileConfigStore:
             actual = cur.version if cur else None
             if expected_version != actual:
                 raise VersionConflict(expected_version, actual)
-            config = cfgmod.with_phases_bumped(cur.config if cur else None, config)
-            new = ConfigVersion(
-                version=(actual or 0) + 1,
-                created_at=now_rfc3339(),
-                author=author,
-                reason=reason,
-                config=config,
-                decision_id=decision_id,
-                action=action,
-            )
+            new = next_version(cur, actual, config, author=author, reason=reason,
+                               decision_id=decision_id, action=action)
             tmp = self.dir / f".v{new.version:06d}.tmp"
             tmp.write_bytes(encode_version(new))
             os.replace(tmp, self._path(new.version))

@@ -60,10 +60,3 @@ def error_body(status: int, message: str, code: str, *, param: str | None = None
     if param is not None:
         err["param"] = param
     return _enc.encode({"error": err})
-
-
-def error_dict(status: int, message: str, code: str, *, param: str | None = None) -> dict[str, object]:
-    err: dict[str, object] = {"message": message, "type": _TYPES.get(status, "server_error"), "code": code}
-    if param is not None:
-        err["param"] = param
-    return {"error": err}

@@ -19,7 +19,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway import config as cfgmod
 from gateway.config import RouterConfig
 from gateway.config_store import (
     ConfigVersion,
@@ -27,8 +26,8 @@ from gateway.config_store import (
     VersionConflict,
     _decode_version,
     encode_version,
+    next_version,
 )
-from gateway.events import now_rfc3339
 
 CHANNEL = "abgate:config"
 VERSIONS_KEY = "abgate:config:versions"
@@ -121,9 +120,8 @@ class RedisConfigStore:
                             raise VersionConflict(expected_version, actual)
                         cur_doc = pipe.hget(VERSIONS_KEY, str(actual)) if actual is not None else None
                         cur = _decode_version(cur_doc) if cur_doc is not None else None
-                        bumped = cfgmod.with_phases_bumped(cur.config if cur else None, config)
-                        new = ConfigVersion(version=(actual or 0) + 1, created_at=now_rfc3339(), author=author,
-                                            reason=reason, config=bumped, decision_id=decision_id, action=action)
+                        new = next_version(cur, actual, config, author=author, reason=reason,
+                                           decision_id=decision_id, action=action)
                         pipe.multi()
                         pipe.hset(VERSIONS_KEY, str(new.version), encode_version(new))
                         pipe.set(LATEST_KEY, new.version)

@@ -9,7 +9,6 @@ from typing import Any
 
 from gateway.config import RouterConfig
 from training import build as bd
-from training import tokens as tk
 from training.registry import Registry
 from training.trainer import Launched, Trainer, launch
 from training.validate import Report, validate_file
@@ -119,7 +118,3 @@ def launch_from_registry(
             val.write_text("".join(line + "\n" for line in vlines), encoding="utf-8")
         return launch_file(trainer, reg, train, model=model, validation=val, min_examples=min_examples,
                            tenant=tenant or "default", dataset_id=dataset_id, config=config, **hyper)
-
-
-def token_stats(rows: list[dict[str, Any]], model: str) -> list[int]:
-    return [tk.count_messages(r["messages"], model) for r in rows]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -20,6 +21,7 @@ from training.trainer import JobInfo, Trainer, TrainerError, make_trainer, sync_
 
 app = typer.Typer(help="Launch and track fine-tuning jobs; runs are recorded in the registry.", no_args_is_help=True)
 Opt = typer.Option
+T = TypeVar("T")
 Upstream = Annotated[str | None, Opt(help="Use this router-config upstream's base URL and key "
                                           "(default: OPENAI_BASE_URL / OPENAI_API_KEY).")]
 
@@ -32,6 +34,15 @@ def _config(state: Path | None) -> Any:
 def _trainer(state: Path | None, upstream: str | None) -> Trainer:
     try:
         return make_trainer(upstream=upstream, config=_config(state))
+    except TrainerError as err:
+        raise fail(str(err)) from None
+
+
+def _call(state: Path | None, upstream: str | None, op: Callable[[Trainer], T]) -> T:
+    """One fine-tuning API call; a provider error becomes a clean CLI failure."""
+    trainer = _trainer(state, upstream)
+    try:
+        return op(trainer)
     except TrainerError as err:
         raise fail(str(err)) from None
 
@@ -98,10 +109,7 @@ def _sync(state: Path | None, job: JobInfo) -> dict[str, Any] | None:
 @app.command()
 def status(job_id: str, upstream: Upstream = None, state: StateDir = None, json: JsonOut = False) -> None:
     """The job's status, mapped into its registry run."""
-    try:
-        job = _trainer(state, upstream).retrieve(job_id)
-    except TrainerError as err:
-        raise fail(str(err)) from None
+    job = _call(state, upstream, lambda t: t.retrieve(job_id))
     run = _sync(state, job)
     if json:
         print_json({"job": job, "run": run})
@@ -119,10 +127,7 @@ def status(job_id: str, upstream: Upstream = None, state: StateDir = None, json:
 def events(job_id: str, limit: Annotated[int, Opt()] = 50, upstream: Upstream = None, state: StateDir = None,
            json: JsonOut = False) -> None:
     """The job's events, oldest first."""
-    try:
-        evs = _trainer(state, upstream).events(job_id, limit)
-    except TrainerError as err:
-        raise fail(str(err)) from None
+    evs = _call(state, upstream, lambda t: t.events(job_id, limit))
     if json:
         print_json(evs)
         return
@@ -181,10 +186,7 @@ def wait(job_id: str, poll: Annotated[float, Opt(help="Seconds between polls.")]
 def list_(limit: Annotated[int, Opt()] = 20, upstream: Upstream = None, state: StateDir = None,
           json: JsonOut = False) -> None:
     """Jobs at the provider, with their registry runs."""
-    try:
-        jobs = _trainer(state, upstream).list(limit)
-    except TrainerError as err:
-        raise fail(str(err)) from None
+    jobs = _call(state, upstream, lambda t: t.list(limit))
     with Registry(state_dir(state)) as reg:
         runs = {j.id: reg.run_by_job(j.id) for j in jobs}
     if json:
@@ -201,10 +203,7 @@ def list_(limit: Annotated[int, Opt()] = 20, upstream: Upstream = None, state: S
 @app.command()
 def cancel(job_id: str, upstream: Upstream = None, state: StateDir = None, json: JsonOut = False) -> None:
     """Cancel the job; the registry run becomes cancelled."""
-    try:
-        job = _trainer(state, upstream).cancel(job_id)
-    except TrainerError as err:
-        raise fail(str(err)) from None
+    job = _call(state, upstream, lambda t: t.cancel(job_id))
     run = _sync(state, job)
     if json:
         print_json({"job": job, "run": run})

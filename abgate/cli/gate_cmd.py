@@ -65,10 +65,7 @@ def gate_command(
     if crit.stage == "online":
         kw["store"] = store
     with console.status("evaluating criteria ...", spinner="dots"):
-        try:
-            d = gate.decide(crit, sdir, **kw)
-        except ImportError as e:
-            raise fail(f"offline gate unavailable: {e}") from None
+        d = gate.decide(crit, sdir, **kw)
     applied = None
     if apply and d.verdict != "HOLD":
         target = route or crit.route or d.route or _route_for(store, crit.experiment)

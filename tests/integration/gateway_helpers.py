@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.archive import archived_events as archive_events
 from tests.support.procs import Proc, free_port, wait_http
 
 
@@ -18,15 +18,6 @@ def start_upstream(tmp: Path) -> tuple[Proc, str]:
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz", proc)
     return proc, base
-
-
-def archive_events(state: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted((state / "events").glob("**/*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                out.append(json.loads(line))
-    return out
 
 
 def wait_events(state: Path, pred: Any, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:

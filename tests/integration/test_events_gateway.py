@@ -13,16 +13,10 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
+from tests.support.archive import archived_events as archived
 from tests.support.procs import Proc, abgate_cmd, start_gateway, start_redis
 
 pytestmark = pytest.mark.integration
-
-
-def archived(state: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted((state / "events").rglob("*.jsonl")):
-        out += [json.loads(line) for line in p.read_text().splitlines() if line]
-    return out
 
 
 def chat(base: str, i: int, stream: bool = False) -> httpx.Response:

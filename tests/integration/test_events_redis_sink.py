@@ -16,6 +16,7 @@ from gateway.archiver import DEDUPE_PREFIX, GROUP, Archiver, ArchiverError
 from gateway.metrics import Metrics
 from gateway.sink import STREAM, EventSink
 from gateway.spool import Spool
+from tests.support.archive import archived_events as archived
 from tests.support.procs import start_redis
 
 pytestmark = pytest.mark.integration
@@ -25,13 +26,6 @@ def _fb(i: int) -> ev.Feedback:
     return ev.Feedback(event_id=f"ev{i:06d}", ts=ev.now_rfc3339(), tenant="acme", route="support",
                        experiment="exp", arm="control", phase=1, config_version=1, interaction_id=f"iid{i}",
                        metric="csat", value=1 + i % 5)
-
-
-def archived(state: Path) -> list[dict]:
-    out = []
-    for p in sorted((state / "events").rglob("*.jsonl")):
-        out += [json.loads(line) for line in p.read_text().splitlines() if line]
-    return out
 
 
 def test_sink_xadds_batches_and_archiver_writes_them_once(tmp_path: Path, redis_server) -> None:

@@ -18,6 +18,16 @@ from tests.support.procs import Proc, start_gateway
 pytestmark = pytest.mark.integration
 
 
+def _config_with_limited_key(tmp_path: Path, up: str, key: str, *, rps: float, burst: int) -> Path:
+    """A router config whose one client key (tenant acme) has its own rate limit."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return write_config(tmp_path / "router.yaml", up, extra=f"""
+auth:
+  keys:
+    - {{sha256: "{digest}", tenant: acme, rate_limit_rps: {rps}, rate_limit_burst: {burst}}}
+""")
+
+
 def test_redis_mode_serves_and_follows_store_changes(tmp_path: Path, redis_server: tuple[Proc, str]) -> None:
     _, url = redis_server
     up_proc, up = start_upstream(tmp_path)
@@ -53,12 +63,7 @@ def test_rate_limit_shared_across_replicas(tmp_path: Path, redis_server: tuple[P
     _, url = redis_server
     up_proc, up = start_upstream(tmp_path)
     key = "sk-shared-limit"
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    cfg = write_config(tmp_path / "router.yaml", up, extra=f"""
-auth:
-  keys:
-    - {{sha256: "{digest}", tenant: acme, rate_limit_rps: 0.2, rate_limit_burst: 2}}
-""")
+    cfg = _config_with_limited_key(tmp_path, up, key, rps=0.2, burst=2)
     procs: list[Proc] = []
     try:
         for i in range(2):
@@ -84,12 +89,7 @@ def test_redis_outage_keeps_serving_last_good_config(tmp_path: Path, redis_serve
     redis_proc, url = redis_server
     up_proc, up = start_upstream(tmp_path)
     key = "sk-limited"
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    cfg = write_config(tmp_path / "router.yaml", up, extra=f"""
-auth:
-  keys:
-    - {{sha256: "{digest}", tenant: acme, rate_limit_rps: 100, rate_limit_burst: 100}}
-""")
+    cfg = _config_with_limited_key(tmp_path, up, key, rps=100, burst=100)
     gw_proc = None
     try:
         gw_proc, gw = start_gateway(tmp_path, cfg, tmp_path / "state", "--redis", url)

@@ -110,3 +110,11 @@ def test_cli_validate_names_the_bad_field(tmp_path: Path) -> None:
     f.write_text(BASE.replace("weight: 0.5}", 'weight: "half"}', 1))
     r = CliRunner().invoke(app, ["config", "validate", str(f)])
     assert r.exit_code == 1 and "routes.support.arms[0].weight" in r.output
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    # the one message shared by router configs, criteria files and admin request bodies
+    with pytest.raises(cfgmod.ConfigError) as ei:
+        _cfg("routes:\n  support: {a: 1\n  b: 2\n")
+    assert ei.value.field == ""
+    assert str(ei.value) == "invalid YAML at line 3, column 4: expected ',' or '}', but got ':'"

@@ -12,10 +12,11 @@ import pytest
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.feedback import Deduper, parse_feedback, validate_value
 from gateway.errors import ApiError
+from gateway.feedback import Deduper, parse_feedback, validate_value
 from gateway.settings import Settings
 from tests.conftest import write_config
+from tests.support.archive import archived_events as archived
 
 KEY_ACME, KEY_OTHER = "sk-acme-123", "sk-other-456"
 EXTRA = f"""
@@ -29,13 +30,6 @@ auth:
 """
 ACME = {"authorization": f"Bearer {KEY_ACME}"}
 OTHER = {"authorization": f"Bearer {KEY_OTHER}"}
-
-
-def archived(state: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted((state / "events").rglob("*.jsonl")):
-        out += [json.loads(line) for line in p.read_text().splitlines() if line]
-    return out
 
 
 @pytest.fixture
