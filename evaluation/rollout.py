@@ -23,10 +23,10 @@ import msgspec
 from evaluation import criteria as critmod
 from evaluation import decisions, gate
 from gateway import config_store as cs
+from gateway import routing
 from gateway.archive import append_events
 from gateway.config import ConfigError, RouterConfig, validate
 
-WEIGHT_EPS = 1e-9
 
 
 class RolloutError(RuntimeError):
@@ -38,21 +38,11 @@ class RolloutError(RuntimeError):
 
 
 def promoted_weights(weights: list[float], index: int, weight: float) -> list[float]:
-    """Arm `index` gets `weight`; the others share the rest in proportion to their current
-    weights (equally if they are all 0). Sums to exactly 1."""
-    if not 0.0 <= weight <= 1.0:
-        raise RolloutError(f"weight must be between 0 and 1, got {weight}")
-    rest = 1.0 - weight
-    others = [i for i in range(len(weights)) if i != index]
-    total = sum(weights[i] for i in others)
-    out = [0.0] * len(weights)
-    out[index] = weight
-    for i in others:
-        out[i] = rest * (weights[i] / total if total > WEIGHT_EPS else 1.0 / len(others))
-    if others:  # absorb float rounding so the store's sum check (1e-6) always passes
-        j = max(others, key=lambda i: out[i])
-        out[j] += 1.0 - sum(out)
-    return [round(w, 12) for w in out]
+    """`gateway.routing.promoted_weights` (the admin API uses the same rule), as a RolloutError."""
+    try:
+        return routing.promoted_weights(weights, index, weight)
+    except ValueError as e:
+        raise RolloutError(str(e)) from None
 
 
 def _with_weights(cfg: RouterConfig, route: str, weights: list[float]) -> RouterConfig:

@@ -16,6 +16,7 @@ from litestar import MediaType, Request, Response, get, post, put
 
 from gateway import config as cfgmod
 from gateway import config_store as cs
+from gateway import routing
 from gateway.errors import ApiError
 from gateway.runtime import Runtime
 
@@ -134,21 +135,15 @@ async def rollback(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 def promoted_weights(route: cfgmod.Route, arm: str, weight: float) -> dict[str, float]:
-    """`arm` gets `weight`; the rest is shared by the other arms in proportion to their
-    current weights (all to control when they all had 0)."""
-    if route.arm(arm) is None:
+    """`arm` gets `weight`; the rest as `gateway.routing.promoted_weights` shares it."""
+    names = [a.name for a in route.arms]
+    if arm not in names:
         raise ApiError(400, f"route has no arm {arm!r}", "unknown_arm", param="arm")
-    if not 0.0 <= weight <= 1.0:
-        raise ApiError(400, f"weight must be within [0, 1], got {weight}", "invalid_parameter", param="weight")
-    others = [a for a in route.arms if a.name != arm]
-    rest = 1.0 - weight
-    total = sum(a.weight for a in others)
-    out = {arm: weight}
-    for a in others:
-        out[a.name] = rest * a.weight / total if total > 0 else 0.0
-    if total <= 0 and others and rest > 0:
-        out[others[0].name] = rest
-    return out
+    try:
+        weights = routing.promoted_weights([a.weight for a in route.arms], names.index(arm), weight)
+    except ValueError as e:
+        raise ApiError(400, str(e), "invalid_parameter", param="weight") from None
+    return dict(zip(names, weights, strict=True))
 
 
 @post("/admin/promote")

@@ -65,3 +65,24 @@ def choose_arm(n: float, ranges: Sequence[tuple[float, float]]) -> int:
         if lo <= n < hi:
             return i
     return -1
+
+
+def promoted_weights(weights: Sequence[float], index: int, weight: float) -> list[float]:
+    """Arm `index` gets `weight`; the other arms share the rest in proportion to their current
+    weights, or all of it goes to the first other arm (normally control) when they are all 0.
+    The result sums to exactly 1, so the config's weight check always passes."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be within [0, 1], got {weight}")
+    others = [i for i in range(len(weights)) if i != index]
+    rest = 1.0 - weight
+    total = sum(weights[i] for i in others)
+    out = [0.0] * len(weights)
+    out[index] = weight
+    for i in others:
+        out[i] = rest * weights[i] / total if total > 1e-9 else 0.0
+    if others:
+        if total <= 1e-9:
+            out[others[0]] = rest
+        j = max(others, key=lambda i: out[i])  # absorb float rounding
+        out[j] += 1.0 - sum(out)
+    return [round(w, 12) for w in out]

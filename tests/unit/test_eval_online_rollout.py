@@ -51,7 +51,8 @@ def _weights(store: FileConfigStore) -> dict[str, float]:
 def test_promoted_weights() -> None:
     assert rollout.promoted_weights([0.5, 0.5], 1, 1.0) == [0.0, 1.0]
     assert rollout.promoted_weights([0.6, 0.2, 0.2], 1, 0.5) == pytest.approx([0.375, 0.5, 0.125])
-    assert rollout.promoted_weights([0.0, 1.0, 0.0], 1, 0.4) == pytest.approx([0.3, 0.4, 0.3])
+    # all other arms at 0: the rest goes to the first other arm (control), as the admin API does
+    assert rollout.promoted_weights([0.0, 1.0, 0.0], 1, 0.4) == pytest.approx([0.6, 0.4, 0.0])
     with pytest.raises(rollout.RolloutError):
         rollout.promoted_weights([0.5, 0.5], 0, 1.5)
 

@@ -112,3 +112,20 @@ def test_hash_attribute_sources() -> None:
     key = RouteAssigner("r", _route((0.5, 0.5), attr="api_key"), SALT)
     assert key.unit_value("bob", {}, "keyhash") == "keyhash"
     assert key.unit_value("bob", {}, None) is None
+
+
+def test_promoted_weights_is_one_rule_for_admin_api_and_cli() -> None:
+    from evaluation import rollout
+    from gateway.admin import promoted_weights as admin_rule
+    from gateway.config import Arm, Route
+    from gateway.routing import promoted_weights
+
+    for weights, idx, w in (([0.5, 0.5], 1, 0.8), ([0.6, 0.2, 0.2], 1, 0.5), ([0.0, 1.0, 0.0], 1, 0.4),
+                            ([1.0, 0.0, 0.0], 2, 0.1), ([0.3, 0.7], 0, 1.0)):
+        expected = promoted_weights(weights, idx, w)
+        assert abs(sum(expected) - 1.0) < 1e-12
+        assert rollout.promoted_weights(weights, idx, w) == expected
+        route = Route(experiment="e", arms=tuple(Arm(f"a{i}", "m", x) for i, x in enumerate(weights)))
+        assert list(admin_rule(route, f"a{idx}", w).values()) == expected
+    with pytest.raises(ValueError, match="within"):
+        promoted_weights([0.5, 0.5], 0, 1.5)
