@@ -81,7 +81,8 @@ def count_events(sd: Path) -> dict[str, Any]:
 
     root = events_dir(sd)
     if not root.is_dir() or not any(root.rglob("*.jsonl")):
-        return {"total": 0, "by_kind": {}, "files": 0, "unreadable_lines": 0, "first_ts": None, "last_ts": None}
+        return {"total": 0, "by_kind": {}, "files": 0, "unreadable_lines": 0, "unreadable": [],
+                "first_ts": None, "last_ts": None}
     con = duckdb.connect()
     try:
         # Only `kind` and `ts` are read: every kind has them, so one stable schema; lines
@@ -99,8 +100,14 @@ def count_events(sd: Path) -> dict[str, Any]:
     by_kind = {k: n for k, n, _, _ in rows if k is not None}
     total = sum(by_kind.values())
     ts = [t for _, _, lo, hi in rows for t in (lo, hi) if t]
+    # where the unreadable lines are (first few), so they can be inspected, not just counted
+    unreadable = []
+    if lines > total:
+        from evaluation.archive_sql import locate_corrupt
+
+        unreadable = [f"{c.path}:{c.line}: {c.error}" for c in locate_corrupt(sorted(map(str, root.rglob("*.jsonl"))))]
     return {"total": total, "by_kind": dict(sorted(by_kind.items())), "files": files[0] if files else 0,
-            "unreadable_lines": lines - total, "first_ts": min(ts) if ts else None,
+            "unreadable_lines": lines - total, "unreadable": unreadable, "first_ts": min(ts) if ts else None,
             "last_ts": max(ts) if ts else None}
 
 
@@ -134,6 +141,8 @@ def stats(
         return
     if watch <= 0:
         console.print(table(counts))
+        for where in counts["unreadable"]:
+            console.print(f"  {where}", highlight=False, markup=False)
         return
     try:
         with Live(table(counts), console=console, refresh_per_second=2) as live:
