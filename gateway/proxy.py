@@ -116,6 +116,9 @@ class UpstreamClient:
         self.headers = {"content-type": "application/json"}
         if key:
             self.headers["authorization"] = f"Bearer {key}"
+        # upstream error bodies may echo our key back (OpenAI's 401 does): scrubbed before they
+        # reach the client, events or logs
+        self._key = key.encode() if key else None
         self.timeout = aiohttp.ClientTimeout(total=spec.timeout_s, connect=spec.connect_timeout_s)
         # Streams may run for minutes: bound the gap between chunks, not the whole stream.
         self.stream_timeout = aiohttp.ClientTimeout(
@@ -131,6 +134,9 @@ class UpstreamClient:
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+    def scrub(self, data: bytes) -> bytes:
+        return data.replace(self._key, b"[upstream key redacted]") if self._key and self._key in data else data
 
     def __repr__(self) -> str:  # never show headers: they hold the upstream key
         return f"UpstreamClient({self.name!r}, {self.spec.base_url!r})"
@@ -509,11 +515,11 @@ async def _forward(rt: Runtime, ctx: _Ctx, doc: dict[str, msgspec.Raw], target: 
         resp = await up.session.post(  # type: ignore[union-attr]
             up.chat_url, data=body, headers=up.headers, timeout=up.stream_timeout if stream else up.timeout)
         if resp.status >= 500:
-            text = await resp.read()
+            text = up.scrub(await resp.read())
             raise _UpstreamFailure("upstream_error", 502, f"http_{resp.status}",
                                    f"upstream {up.name!r} answered {resp.status}: {text[:300].decode('utf-8', 'replace')}")
         if resp.status >= 400:  # the client's problem (or a model the upstream lacks): pass through
-            data = await resp.read()
+            data = up.scrub(await resp.read())
             ctx.waited += perf() - t
             up.breaker.success()
             ctx.status, ctx.http_status = "upstream_error", resp.status
