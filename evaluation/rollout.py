@@ -1,7 +1,8 @@
 """Promote, roll back and ramp a route's arms through the versioned config store.
 
-Every change is a new config version (the store bumps the route's phase when weights
-change) and a `config` audit event in the archive. A rollout walks weight steps
+Every change is a new config version made by `gateway.config_edits` (the store bumps
+the route's phase when weights change; the route's traffic becomes managed, so a restart
+with the original config file keeps it) and a `config` audit event in the archive. A rollout walks weight steps
 (Argo Rollouts / Flagger style): set a step, wait the interval, check the guardrails on
 the current phase, advance or roll back. Its state lives in
 `<state>/rollouts/<route>.json`, so a restarted (or cron-driven, `--once`) rollout resumes.
@@ -22,11 +23,8 @@ import msgspec
 
 from evaluation import criteria as critmod
 from evaluation import decisions, gate
+from gateway import config_edits as edits
 from gateway import config_store as cs
-from gateway import routing
-from gateway.archive import append_events
-from gateway.config import ConfigError, RouterConfig, validate
-
 
 
 class RolloutError(RuntimeError):
@@ -34,28 +32,12 @@ class RolloutError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------
-# Weights
+# Weights: every change goes through gateway.config_edits (one promote rule, one validation,
+# CAS, the audit event in the archive); these wrappers turn its errors into RolloutError.
 
 
-def promoted_weights(weights: list[float], index: int, weight: float) -> list[float]:
-    """`gateway.routing.promoted_weights` (the admin API uses the same rule), as a RolloutError."""
-    try:
-        return routing.promoted_weights(weights, index, weight)
-    except ValueError as e:
-        raise RolloutError(str(e)) from None
-
-
-def _with_weights(cfg: RouterConfig, route: str, weights: list[float]) -> RouterConfig:
-    r = cfg.routes[route]
-    arms = tuple(msgspec.structs.replace(a, weight=w) for a, w in zip(r.arms, weights, strict=True))
-    routes = dict(cfg.routes)
-    routes[route] = msgspec.structs.replace(r, arms=arms)
-    new = msgspec.structs.replace(cfg, routes=routes)
-    try:  # re-validate: the store must never hold a config the gateway would reject
-        validate(msgspec.to_builtins(new))
-        return new
-    except ConfigError as e:
-        raise RolloutError(f"resulting config is invalid: {e}") from None
+def _editor(store: cs.ConfigStore, state_dir: Path) -> edits.ConfigEditor:
+    return edits.ConfigEditor(store, audit=edits.archive_audit(state_dir))
 
 
 def _current(store: cs.ConfigStore, route: str) -> cs.ConfigVersion:
@@ -67,28 +49,15 @@ def _current(store: cs.ConfigStore, route: str) -> cs.ConfigVersion:
     return cur
 
 
-def _audit(state_dir: Path, new: cs.ConfigVersion, previous: int | None) -> None:
-    append_events(state_dir, [cs.change_event(new, previous)])
-
-
-def _arm_index(cur: cs.ConfigVersion, route: str, arm: str) -> int:
-    names = [a.name for a in cur.config.routes[route].arms]
-    if arm not in names:
-        raise RolloutError(f"route {route!r} has no arm {arm!r}; arms: {', '.join(names)}")
-    return names.index(arm)
-
-
 def set_arm_weight(
     store: cs.ConfigStore, state_dir: Path, route: str, arm: str, weight: float, *, author: str, reason: str,
     decision_id: str | None, action: str,
 ) -> cs.ConfigVersion:
-    cur = _current(store, route)
-    idx = _arm_index(cur, route, arm)
-    weights = promoted_weights([a.weight for a in cur.config.routes[route].arms], idx, weight)
-    new = store.put(_with_weights(cur.config, route, weights), expected_version=cur.version, author=author,
-                    reason=reason, decision_id=decision_id, action=action)
-    _audit(state_dir, new, cur.version)
-    return new
+    try:
+        return _editor(store, state_dir).move_traffic(route, arm, weight, action=action,
+                                                      change=edits.Change(author, reason, decision_id))
+    except edits.EditError as e:
+        raise RolloutError(e.message) from None
 
 
 def promote(
@@ -98,9 +67,11 @@ def promote(
     """Give `arm` `weight` of the route's traffic, citing the decision that allowed it."""
     if not decision_id:
         raise RolloutError("promote needs --decision: cite the gate decision that allows it")
-    return set_arm_weight(store, state_dir, route, arm, weight, author=author, decision_id=decision_id,
-                          reason=reason or f"promote {arm} to {weight:.0%} per decision {decision_id}",
-                          action="promote")
+    try:
+        return _editor(store, state_dir).promote(route, arm, weight,
+                                                 change=edits.Change(author, reason or "", decision_id))
+    except edits.EditError as e:
+        raise RolloutError(e.message) from None
 
 
 def rollback(
@@ -108,21 +79,15 @@ def rollback(
     reason: str | None = None, decision_id: str | None = None,
 ) -> cs.ConfigVersion:
     """All traffic back to control (arms[0]), or re-apply config version `to_version`."""
-    cur = _current(store, route)
-    if to_version is not None:
-        try:
-            new = cs.rollback(store, to_version, author=author, reason=reason or f"rollback to version {to_version}",
-                              decision_id=decision_id)
-        except cs.UnknownVersion:
-            raise RolloutError(f"no config version {to_version}; latest is {cur.version}") from None
-    else:
-        control = cur.config.routes[route].arms[0].name
-        weights = promoted_weights([a.weight for a in cur.config.routes[route].arms], 0, 1.0)
-        new = store.put(_with_weights(cur.config, route, weights), expected_version=cur.version, author=author,
-                        reason=reason or f"rollback {route}: all traffic to control arm {control}",
-                        decision_id=decision_id, action="rollback")
-    _audit(state_dir, new, cur.version)
-    return new
+    _current(store, route)
+    change = edits.Change(author, reason or "", decision_id)
+    ed = _editor(store, state_dir)
+    try:
+        if to_version is not None:
+            return ed.rollback_to(to_version, change=change)
+        return ed.rollback_route(route, change=change)
+    except edits.EditError as e:
+        raise RolloutError(e.message) from None
 
 
 # --------------------------------------------------------------------------------------

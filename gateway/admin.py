@@ -1,13 +1,14 @@
 """`/admin/config*` and `/admin/promote`: the versioned router config over HTTP.
 
-Every change is a new store version (compare-and-set on `expected_version`) and a
-ConfigChange audit event; the worker that made it serves it at once, others within
-the reload interval.
+Every change goes through `gateway.config_edits` (one validation, compare-and-set on
+`expected_version`, author/reason/decision id, the ConfigChange audit event); the worker
+that made it serves it at once, others within the reload interval.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -15,8 +16,8 @@ import yaml
 from litestar import MediaType, Request, Response, get, post, put
 
 from gateway import config as cfgmod
+from gateway import config_edits as edits
 from gateway import config_store as cs
-from gateway import routing
 from gateway.errors import ApiError
 from gateway.runtime import Runtime
 
@@ -35,7 +36,8 @@ def _json(obj: Any, status: int = 200) -> Response[bytes]:
 
 def _version_doc(v: cs.ConfigVersion, with_config: bool = True) -> dict[str, Any]:
     d: dict[str, Any] = {"version": v.version, "created_at": v.created_at, "author": v.author, "reason": v.reason,
-                         "decision_id": v.decision_id, "action": v.action}
+                         "decision_id": v.decision_id, "action": v.action,
+                         "managed": msgspec.to_builtins(v.managed), "file_sha256": v.file_sha256}
     if with_config:
         d["config"] = cfgmod.to_builtins(v.config)
     return d
@@ -79,14 +81,26 @@ def _int_param(value: Any, name: str, required: bool) -> int | None:
         raise ApiError(400, f"`{name}` must be an integer, got {value!r}", "invalid_parameter", param=name) from None
 
 
-async def _put(rt: Runtime, cfg: cfgmod.RouterConfig, **kw: Any) -> Response[bytes]:
+_STATUS = {"unknown_route": 404, "unknown_version": 404, "traffic_conflict": 409}
+
+
+async def _edit(rt: Runtime, fn: Callable[[edits.ConfigEditor], cs.ConfigVersion]) -> Response[bytes]:
+    """Run one config edit; map its errors to OpenAI-shaped answers (nothing is written on error)."""
     try:
-        new = await rt.put_config(cfg, **kw)
+        new = await rt.edit(fn)
     except cs.VersionConflict as err:
         raise ApiError(409, str(err), "version_conflict", param="expected_version") from None
+    except edits.EditError as err:
+        raise ApiError(_STATUS.get(err.code, 400), err.message, err.code, param=err.field or None) from None
     except cfgmod.ConfigError as err:
         raise ApiError(400, f"invalid config: {err}", "invalid_config", param=err.field or None) from None
     return _json(_version_doc(new, with_config=False))
+
+
+def _change(doc: Mapping[str, Any], default_reason: str = "") -> edits.Change:
+    decision = doc.get("decision_id")
+    return edits.Change(author=str(doc.get("author") or "admin-api"), reason=str(doc.get("reason") or default_reason),
+                        decision_id=decision if isinstance(decision, str) and decision else None)
 
 
 @get("/admin/config", sync_to_thread=False)
@@ -98,17 +112,26 @@ def get_config(request: Request[Any, Any, Any]) -> Response[bytes]:
 @put("/admin/config")
 async def put_config(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Body: the new config (YAML, or JSON with a JSON content type). Query: expected_version
-    (required), reason, author."""
+    (required), reason, author, reset_traffic (default false: managed routes keep their
+    weights and coverage; an edit that cannot keep them is refused with 409)."""
     rt = _rt(request)
     q = request.query_params
     expected = _int_param(q.get("expected_version"), "expected_version", required=True)
+    reset = (q.get("reset_traffic") or "false").lower()
+    if reset not in ("true", "false", "1", "0"):
+        raise ApiError(400, "`reset_traffic` must be true or false", "invalid_parameter", param="reset_traffic")
     raw = await _body_doc(request)
     try:
         cfg = cfgmod.validate(raw)
     except cfgmod.ConfigError as err:
         raise ApiError(400, f"invalid config: {err}", "invalid_config", param=err.field or None) from None
-    return await _put(rt, cfg, expected_version=expected, author=q.get("author") or "admin-api",
-                      reason=q.get("reason") or "set through /admin/config", action="set")
+    change = edits.Change(author=q.get("author") or "admin-api", reason=q.get("reason") or "set through /admin/config")
+
+    def apply(ed: edits.ConfigEditor) -> cs.ConfigVersion:
+        return ed.apply_authored(cfg, change=change, expected_version=expected,
+                                 reset_traffic=reset in ("true", "1")).current
+
+    return await _edit(rt, apply)
 
 
 @get("/admin/config/history", sync_to_thread=True)
@@ -123,27 +146,10 @@ async def rollback(request: Request[Any, Any, Any]) -> Response[bytes]:
     rt = _rt(request)
     doc = await _body_object(request)
     to = _int_param(doc.get("to_version"), "to_version", required=True)
-    cur = rt.compiled.version
-    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or cur
-    try:
-        target = rt.store.get(to)
-    except cs.UnknownVersion:
-        raise ApiError(404, f"no config version {to}", "unknown_version", param="to_version") from None
-    return await _put(rt, target.config, expected_version=expected, author=str(doc.get("author") or "admin-api"),
-                      reason=str(doc.get("reason") or f"rollback to version {to}"),
-                      decision_id=doc.get("decision_id"), action="rollback")
-
-
-def promoted_weights(route: cfgmod.Route, arm: str, weight: float) -> dict[str, float]:
-    """`arm` gets `weight`; the rest as `gateway.routing.promoted_weights` shares it."""
-    names = [a.name for a in route.arms]
-    if arm not in names:
-        raise ApiError(400, f"route has no arm {arm!r}", "unknown_arm", param="arm")
-    try:
-        weights = routing.promoted_weights([a.weight for a in route.arms], names.index(arm), weight)
-    except ValueError as e:
-        raise ApiError(400, str(e), "invalid_parameter", param="weight") from None
-    return dict(zip(names, weights, strict=True))
+    assert to is not None
+    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or rt.compiled.version
+    change = _change(doc)
+    return await _edit(rt, lambda ed: ed.rollback_to(to, change=change, expected_version=expected))
 
 
 @post("/admin/promote")
@@ -151,37 +157,27 @@ async def promote(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Body: {route, decision_id, arm, weight? (default 1)} or {route, decision_id, weights: {arm: w}}."""
     rt = _rt(request)
     doc = await _body_object(request)
-    cfg = rt.compiled.config
     rname = doc.get("route")
-    if not isinstance(rname, str) or rname not in cfg.routes:
+    if not isinstance(rname, str) or rname not in rt.compiled.config.routes:
         raise ApiError(404, f"unknown route {rname!r}", "unknown_route", param="route")
     decision = doc.get("decision_id")
     if not isinstance(decision, str) or not decision:
         raise ApiError(400, "`decision_id` is required: a promotion cites the decision behind it", "missing_parameter",
                        param="decision_id")
-    route = cfg.routes[rname]
-    if isinstance(doc.get("weights"), dict):
-        weights = doc["weights"]
-        unknown = set(weights) - {a.name for a in route.arms}
-        if unknown:
-            raise ApiError(400, f"unknown arm(s) {sorted(unknown)}", "unknown_arm", param="weights")
-    elif isinstance(doc.get("arm"), str):
-        w = doc.get("weight", 1.0)
-        if not isinstance(w, int | float) or isinstance(w, bool):
-            raise ApiError(400, "`weight` must be a number", "invalid_parameter", param="weight")
-        weights = promoted_weights(route, doc["arm"], float(w))
-    else:
-        raise ApiError(400, "give `arm` (and optionally `weight`) or `weights`", "missing_parameter", param="arm")
-    arms = tuple(msgspec.structs.replace(a, weight=float(weights.get(a.name, 0.0))) for a in route.arms)
-    new_cfg = msgspec.structs.replace(cfg, routes={**cfg.routes, rname: msgspec.structs.replace(route, arms=arms)})
-    try:
-        new_cfg = cfgmod.validate(cfgmod.to_builtins(new_cfg))
-    except cfgmod.ConfigError as err:
-        raise ApiError(400, f"invalid weights: {err}", "invalid_config", param=err.field or None) from None
     expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or rt.compiled.version
-    return await _put(rt, new_cfg, expected_version=expected, author=str(doc.get("author") or "admin-api"),
-                      reason=str(doc.get("reason") or f"promote {rname}: {weights}"), decision_id=decision,
-                      action="promote")
+    weights = doc.get("weights")
+    if isinstance(weights, dict):
+        change = _change(doc, f"promote {rname}: {weights}")
+        return await _edit(rt, lambda ed: ed.set_weights(rname, weights, change=change, action="promote",
+                                                          expected_version=expected))
+    arm = doc.get("arm")
+    if not isinstance(arm, str):
+        raise ApiError(400, "give `arm` (and optionally `weight`) or `weights`", "missing_parameter", param="arm")
+    w = doc.get("weight", 1.0)
+    if not isinstance(w, int | float) or isinstance(w, bool):
+        raise ApiError(400, "`weight` must be a number", "invalid_parameter", param="weight")
+    change = _change(doc)
+    return await _edit(rt, lambda ed: ed.promote(rname, arm, float(w), change=change, expected_version=expected))
 
 
 handlers = [get_config, put_config, history, rollback, promote]

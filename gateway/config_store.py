@@ -3,7 +3,15 @@
 Writes are compare-and-set on `version`. The file store keeps one JSON document per
 version under `<state>/config/` and serialises writers with an flock, so several
 gateway workers and CLI commands can share it. `RedisConfigStore` (gateway.redis_store)
-implements the same interface for multi-replica deployments.
+implements the same interface for multi-replica deployments; both run one shared test
+suite (tests/gateway/test_config_store.py).
+
+Besides the config, every version records the traffic state the loop owns
+(`managed`: which routes' arm weights and coverage were last set by promote, rollback,
+rollout, `gate --apply` or an explicit weights command) and `file_sha256`, the content
+hash of the config file last applied. Both are carried forward by every write unless the
+writer sets them. Nothing here decides what a change means: `gateway.config_edits` owns
+that (validation, the spec/traffic merge, audit events).
 """
 
 from __future__ import annotations
@@ -34,6 +42,16 @@ class UnknownVersion(KeyError):
     pass
 
 
+class ManagedTraffic(msgspec.Struct, frozen=True):
+    """A route whose traffic state (arm weights, coverage) the loop owns since `since_version`:
+    an authored config (file, `config set`, `PUT /admin/config`) no longer changes it."""
+
+    since_version: int
+    action: str
+    author: str
+    decision_id: str | None = None
+
+
 class ConfigVersion(msgspec.Struct, frozen=True):
     version: int
     created_at: str
@@ -42,9 +60,12 @@ class ConfigVersion(msgspec.Struct, frozen=True):
     config: RouterConfig
     decision_id: str | None = None
     action: str = "set"
+    managed: dict[str, ManagedTraffic] = {}
+    file_sha256: str | None = None  # content hash of the config file last applied
 
 
 class ConfigStore(Protocol):
+    def latest_version(self) -> int | None: ...
     def current(self) -> ConfigVersion | None: ...
     def get(self, version: int) -> ConfigVersion: ...
     def history(self) -> list[ConfigVersion]: ...
@@ -57,23 +78,9 @@ class ConfigStore(Protocol):
         reason: str,
         decision_id: str | None = None,
         action: str = "set",
+        managed: dict[str, ManagedTraffic] | None = None,
+        file_sha256: str | None = None,
     ) -> ConfigVersion: ...
-
-
-def rollback(
-    store: ConfigStore, to_version: int, *, author: str, reason: str, decision_id: str | None = None
-) -> ConfigVersion:
-    """Re-apply an old version's config as a new version (history is never rewritten)."""
-    target = store.get(to_version)
-    cur = store.current()
-    return store.put(
-        target.config,
-        expected_version=cur.version if cur else None,
-        author=author,
-        reason=reason or f"rollback to version {to_version}",
-        decision_id=decision_id,
-        action="rollback",
-    )
 
 
 def diff(a: ConfigVersion, b: ConfigVersion) -> str:
@@ -89,7 +96,11 @@ def diff(a: ConfigVersion, b: ConfigVersion) -> str:
 def _decode_version(data: bytes) -> ConfigVersion:
     raw: dict[str, Any] = json.loads(data)
     config = cfgmod.validate(raw.pop("config"))
-    return ConfigVersion(config=config, **raw)
+    managed = msgspec.convert(raw.pop("managed", None) or {}, dict[str, ManagedTraffic])
+    return ConfigVersion(config=config, managed=managed, **raw)
+
+
+decode_version = _decode_version
 
 
 def encode_version(v: ConfigVersion) -> bytes:
@@ -105,17 +116,24 @@ def next_version(
     reason: str,
     decision_id: str | None,
     action: str,
+    managed: dict[str, ManagedTraffic] | None = None,
+    file_sha256: str | None = None,
 ) -> ConfigVersion:
     """The version a store writes after `actual` (whose document is `cur`), phases bumped
-    wherever arm weights changed. Shared by the file and Redis stores."""
+    wherever arm weights changed; `managed` and `file_sha256` carried forward from `cur`
+    unless given (marks of routes that no longer exist are dropped). Shared by both stores."""
+    new_config = cfgmod.with_phases_bumped(cur.config if cur else None, config)
+    marks = managed if managed is not None else (cur.managed if cur else {})
     return ConfigVersion(
         version=(actual or 0) + 1,
         created_at=now_rfc3339(),
         author=author,
         reason=reason,
-        config=cfgmod.with_phases_bumped(cur.config if cur else None, config),
+        config=new_config,
         decision_id=decision_id,
         action=action,
+        managed={r: m for r, m in marks.items() if r in new_config.routes},
+        file_sha256=file_sha256 if file_sha256 is not None else (cur.file_sha256 if cur else None),
     )
 
 
@@ -165,32 +183,17 @@ class FileConfigStore:
         reason: str,
         decision_id: str | None = None,
         action: str = "set",
+        managed: dict[str, ManagedTraffic] | None = None,
+        file_sha256: str | None = None,
     ) -> ConfigVersion:
         with self._locked():
             cur = self.current()
             actual = cur.version if cur else None
             if expected_version != actual:
                 raise VersionConflict(expected_version, actual)
-            new = next_version(cur, actual, config, author=author, reason=reason,
-                               decision_id=decision_id, action=action)
+            new = next_version(cur, actual, config, author=author, reason=reason, decision_id=decision_id,
+                               action=action, managed=managed, file_sha256=file_sha256)
             tmp = self.dir / f".v{new.version:06d}.tmp"
             tmp.write_bytes(encode_version(new))
             os.replace(tmp, self._path(new.version))
             return new
-
-
-def change_event(new: ConfigVersion, previous: int | None):  # -> events.ConfigChange
-    """The audit event for a stored config change."""
-    from gateway.events import ConfigChange, new_event_id
-
-    return ConfigChange(
-        event_id=new_event_id(),
-        ts=new.created_at,
-        tenant="system",
-        config_version=new.version,
-        action=new.action,
-        author=new.author,
-        reason=new.reason,
-        decision_id=new.decision_id,
-        previous_version=previous,
-    )

@@ -22,6 +22,7 @@ from redis.retry import Retry
 from gateway.config import RouterConfig
 from gateway.config_store import (
     ConfigVersion,
+    ManagedTraffic,
     UnknownVersion,
     VersionConflict,
     _decode_version,
@@ -107,6 +108,8 @@ class RedisConfigStore:
         reason: str,
         decision_id: str | None = None,
         action: str = "set",
+        managed: dict[str, ManagedTraffic] | None = None,
+        file_sha256: str | None = None,
     ) -> ConfigVersion:
         try:
             with self.r.pipeline(transaction=True) as pipe:
@@ -121,7 +124,8 @@ class RedisConfigStore:
                         cur_doc = pipe.hget(VERSIONS_KEY, str(actual)) if actual is not None else None
                         cur = _decode_version(cur_doc) if cur_doc is not None else None
                         new = next_version(cur, actual, config, author=author, reason=reason,
-                                           decision_id=decision_id, action=action)
+                                           decision_id=decision_id, action=action, managed=managed,
+                                           file_sha256=file_sha256)
                         pipe.multi()
                         pipe.hset(VERSIONS_KEY, str(new.version), encode_version(new))
                         pipe.set(LATEST_KEY, new.version)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ import msgspec
 import structlog
 
 from gateway import config as cfgmod
+from gateway import config_edits as edits
 from gateway import config_store as cs
 from gateway.assign import RouteAssigner
 from gateway.auth import AuthIndex
 from gateway.config import Arm, RouterConfig, Upstream
+from gateway.events import ConfigChange
 from gateway.ids import IdSigner
 from gateway.proxy import UpstreamClient, UpstreamPool
 from gateway.ratelimit import RateLimiter
@@ -88,7 +91,7 @@ def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool) -
         body_timeout=cfg.limits.body_timeout_s, upstream_keys=frozenset(used))
 
 
-def open_store(settings: Settings) -> Any:
+def open_store(settings: Settings) -> cs.ConfigStore:
     if settings.redis_url:
         from gateway.redis_store import RedisConfigStore
 
@@ -96,32 +99,12 @@ def open_store(settings: Settings) -> Any:
     return cs.FileConfigStore(settings.state_dir)
 
 
-def differs(current: cs.ConfigVersion | None, new: RouterConfig) -> bool:
-    """Would storing `new` change anything? (phases are the store's business)"""
-    if current is None:
-        return True
-    return cfgmod.with_phases_bumped(current.config, new) != current.config
-
-
-def sync_file(store: Any, path: Path, *, author: str = "serve") -> tuple[cs.ConfigVersion, cs.ConfigVersion | None]:
-    """Store the config FILE as a new version if it differs from the store's current one.
-
-    Returns (current version, the new version if one was written). Raises ConfigError
-    for an invalid file. Concurrent writers (several workers) settle through the CAS.
-    """
-    cfg = cfgmod.parse_yaml(path.read_text())
-    for _ in range(5):
-        cur = store.current()
-        if not differs(cur, cfg):
-            return cur, None
-        try:
-            new = store.put(cfg, expected_version=cur.version if cur else None, author=author,
-                            reason=f"config file {path}", action="set")
-            return new, new
-        except cs.VersionConflict:
-            continue
-    cur = store.current()
-    return cur, None
+def file_digest(path: Path) -> str | None:
+    """sha256 of the file's content, None when it cannot be read."""
+    try:
+        return edits.file_sha256(path.read_bytes())
+    except OSError:
+        return None
 
 
 class Runtime:
@@ -134,6 +117,8 @@ class Runtime:
         self.signer = IdSigner(self.secrets.id_keys)
         self.metrics = Metrics()
         self.store = open_store(settings)
+        self.editor = edits.ConfigEditor(self.store, audit=self._audit)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter: Any = RateLimiter()
         if settings.redis_url:
@@ -145,7 +130,8 @@ class Runtime:
         self.config: cs.ConfigVersion | None = None
         self._task: asyncio.Task[None] | None = None
         self._push_task: asyncio.Task[None] | None = None
-        self._file_mtime: float | None = None
+        self._file_stat: tuple[int, int] | None = None  # (mtime_ns, size) last looked at
+        self._file_sha: str | None = None  # content hash last seen (applied, refused or unchanged)
         self._bad_file_error: str | None = None
         self._retired: list[tuple[float, list[UpstreamClient]]] = []
 
@@ -156,15 +142,17 @@ class Runtime:
 
         self.sink = EventSink(self.state_dir, self.settings.redis_url, metrics=self.metrics)
         await self.sink.start()
-        cur: cs.ConfigVersion | None = None
+        self._loop = asyncio.get_running_loop()
         path = self.settings.config_path
+        # Workers never write config on start or respawn: `abgate serve` applied the file once
+        # before starting them. Only an empty store (an app built without `abgate serve`) is
+        # seeded, compare-and-set on "no version yet", so concurrent workers write it once.
+        cur = await asyncio.to_thread(self.store.current)
+        if cur is None and path is not None:
+            cur = (await asyncio.to_thread(self.editor.sync_file, path, seed_only=True)).current
         if path is not None:
-            self._file_mtime = _mtime(path)
-            cur, new = await asyncio.to_thread(sync_file, self.store, path)
-            if new is not None:
-                self.sink.emit(cs.change_event(new, new.version - 1 if new.version > 1 else None))
-        else:
-            cur = await asyncio.to_thread(self.store.current)
+            # File edits from now on are applied live; what the file says at start is not news.
+            self._file_stat, self._file_sha = _stat(path), file_digest(path)
         if cur is None:
             raise RuntimeError("no router config: pass --config FILE or store one with `abgate config set`")
         self.apply(cur)
@@ -259,30 +247,43 @@ class Runtime:
     async def reload_once(self) -> None:
         await self._reload_store()
         path = self.settings.config_path
-        if path is None:
+        if path is not None:
+            await self._reload_file(path)
+
+    async def _reload_file(self, path: Path) -> None:
+        """GitOps: apply a file edit made while running, keeping managed traffic state. Each
+        content is tried once per process; the store's file hash makes the write once-only
+        across workers and replicas. A refused or invalid file leaves the running config."""
+        st = _stat(path)
+        if st is None or st == self._file_stat:
             return
-        mtime = _mtime(path)
-        if mtime == self._file_mtime:
+        self._file_stat = st
+        sha = file_digest(path)
+        if sha is None or sha == self._file_sha:
             return
+        serving = self.compiled.version if self.compiled else None
         try:
-            cur, new = await asyncio.to_thread(sync_file, self.store, path)
+            out = await asyncio.to_thread(self.editor.sync_file, path, author="file-reload")
         except cfgmod.ConfigError as err:
-            msg = str(err)
-            self._file_mtime = mtime
-            log.error("config_file_invalid", path=str(path), error=msg,
-                      serving_version=self.compiled.version if self.compiled else None)
-            self._bad_file_error = msg
+            self._file_sha, self._bad_file_error = sha, str(err)
+            log.error("config_file_invalid", path=str(path), error=str(err), serving_version=serving)
+            return
+        except edits.TrafficConflict as err:
+            self._file_sha, self._bad_file_error = sha, str(err)
+            log.error("config_file_refused", path=str(path), error=str(err), serving_version=serving)
             return
         except OSError as err:
+            self._file_stat = None  # try again on the next tick
             log.error("config_file_unreadable", path=str(path), error=str(err))
-            self._file_mtime = mtime
             return
-        self._file_mtime = mtime
-        self._bad_file_error = None
-        if new is not None:
-            self.sink.emit(cs.change_event(new, new.version - 1 if new.version > 1 else None))
-        if cur is not None and (self.compiled is None or cur.version > self.compiled.version):
-            self.apply(cur)
+        except Exception:  # store unreachable: try this content again on the next tick
+            self._file_stat = None
+            raise
+        self._file_sha, self._bad_file_error = sha, None
+        if out.written is not None:
+            log.info("config_file_applied", path=str(path), version=out.written.version, notes=list(out.notes))
+        if self.compiled is None or out.current.version > self.compiled.version:
+            self.apply(out.current)
 
     async def _close_retired(self) -> None:
         if not self._retired:
@@ -299,18 +300,23 @@ class Runtime:
 
     # -- admin changes ----------------------------------------------------------------------
 
-    async def put_config(self, cfg: RouterConfig, *, expected_version: int | None, author: str, reason: str,
-                         decision_id: str | None = None, action: str = "set") -> cs.ConfigVersion:
-        new = await asyncio.to_thread(
-            lambda: self.store.put(cfg, expected_version=expected_version, author=author, reason=reason,
-                                   decision_id=decision_id, action=action))
-        self.sink.emit(cs.change_event(new, expected_version))
-        self.apply(new)
+    def _audit(self, event: ConfigChange) -> None:
+        """The editor's audit callback: may run in a worker thread; the sink is loop-only."""
+        if self.sink is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self.sink.emit, event)
+
+    async def edit(self, fn: Callable[[edits.ConfigEditor], cs.ConfigVersion]) -> cs.ConfigVersion:
+        """Run one editor call off the loop and serve its result at once."""
+        new = await asyncio.to_thread(fn, self.editor)
+        if self.compiled is None or new.version > self.compiled.version:
+            self.apply(new)
         return new
 
 
-def _mtime(path: Path) -> float | None:
+def _stat(path: Path) -> tuple[int, int] | None:
     try:
-        return os.stat(path).st_mtime_ns / 1e9
+        st = os.stat(path)
     except OSError:
         return None
+    return st.st_mtime_ns, st.st_size

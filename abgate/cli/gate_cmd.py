@@ -11,7 +11,9 @@ from rich.table import Table
 
 from abgate.cli.common import EXIT_ERROR, JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
 from evaluation import criteria as critmod
-from evaluation import decisions, gate, rollout
+from evaluation import decisions, gate
+from gateway import config_edits as edits
+from gateway import config_store as cs
 
 _STYLE = {"GO": "bold green", "NO-GO": "bold red", "HOLD": "bold yellow"}
 
@@ -71,19 +73,17 @@ def gate_command(
         target = route or crit.route or d.route or _route_for(store, crit.experiment)
         if target is None:
             raise fail("--apply: no route runs this experiment; pass --route")
+        ed = edits.ConfigEditor(store, audit=edits.archive_audit(sdir))
         try:
-            if d.verdict == "GO":
-                new = rollout.promote(store, sdir, target, crit.treatment, weight=1.0, decision_id=d.decision_id,
-                                      author=author)
-            else:
-                new = rollout.rollback(store, sdir, target, author=author, decision_id=d.decision_id,
-                                       reason=f"NO-GO decision {d.decision_id}: " + "; ".join(d.reasons))
-        except rollout.RolloutError as e:
+            act = ed.apply_gate_verdict(d.verdict, route=target, treatment=crit.treatment, decision_id=d.decision_id,
+                                        reasons=list(d.reasons), author=author)
+        except (edits.EditError, cs.VersionConflict) as e:
             d.warnings.append(f"--apply failed: {e}")
             path = decisions.write_record(sdir, d)
             raise fail(f"--apply failed: {e} (decision {d.verdict} recorded in {path})", EXIT_ERROR) from None
-        applied = {"action": "promote" if d.verdict == "GO" else "rollback", "route": target,
-                   "config_version": new.version, "phase": new.config.routes[target].phase}
+        assert act is not None
+        applied = {"action": act.action, "route": act.route, "config_version": act.version.version,
+                   "phase": act.version.config.routes[act.route].phase}
         d.extra = {**d.extra, "applied": applied}
     path = decisions.write_record(sdir, d)
     if json:

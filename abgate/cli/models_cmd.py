@@ -12,8 +12,8 @@ from rich.table import Table
 
 from abgate.cli.common import JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
 from gateway import config_store as cs
-from gateway.archive import append_events
 from gateway.config import Arm, ConfigError, ModelInfo, validate
+from gateway.config_edits import Change, ConfigEditor, EditError, archive_audit
 from training.registry import Registry
 
 app = typer.Typer(help="Model versions from fine-tuning, and adding them to routes.", no_args_is_help=True)
@@ -82,10 +82,10 @@ def add_arm(
     except ConfigError as err:
         raise fail(f"the new config would be invalid: {err}") from None
     try:
-        new = store.put(cfg, expected_version=cur.version, author=author or getpass.getuser(),
-                        reason=reason or f"add {model} to {route} as arm {name} at weight 0", action="add_arm")
-    except cs.VersionConflict as err:
+        new = ConfigEditor(store, audit=archive_audit(state_dir(state))).commit(
+            cfg, expected_version=cur.version, action="add_arm",
+            change=Change(author or getpass.getuser(), reason or f"add {model} to {route} as arm {name} at weight 0"))
+    except (cs.VersionConflict, EditError) as err:
         raise fail(str(err)) from None
-    append_events(state_dir(state), [cs.change_event(new, cur.version)])
     console.print(f"config version {new.version}: route {route} arm [cyan]{name}[/] -> {model} at weight 0 "
                   f"(phase {new.config.routes[route].phase})", highlight=False)

@@ -10,7 +10,6 @@ import typer
 
 from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from gateway import config as cfgmod
-from gateway import config_store as cs
 from gateway.settings import ENV_VAR, Settings
 
 
@@ -23,30 +22,41 @@ def serve(
     redis: RedisUrl = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning | error")] = "info",
     reload_interval: Annotated[float, typer.Option("--reload-interval", help="Config poll interval, s.")] = 0.5,
+    reset_traffic: Annotated[bool, typer.Option(
+        "--reset-traffic", help="Take arm weights and coverage from FILE too, replacing the traffic state "
+                                "promote/rollback/rollout set (one-off; never leave it in a unit file).")] = False,
 ) -> None:
-    """Serve the OpenAI-compatible gateway. FILE is stored as a new config version when it
-    differs from the store's current one; later edits to it are picked up live."""
+    """Serve the OpenAI-compatible gateway. FILE seeds an empty store; later it is applied only
+    when its content changed since it was last applied, keeping the traffic state (weights,
+    coverage, phase) that promote, rollback and rollout manage. Edits are picked up live."""
     import uvicorn
 
-    from gateway.archive import append_events
-    from gateway.runtime import open_store, sync_file
+    from gateway.config_edits import ConfigEditor, TrafficConflict, archive_audit
+    from gateway.runtime import open_store
 
     sdir = state_dir(state).resolve()
     settings = Settings(state_dir=sdir, config_path=config.resolve() if config else None, redis_url=redis,
                         reload_interval_s=reload_interval, log_level=log_level)
     store = open_store(settings)
     try:
-        if config is not None:
-            if not config.exists():
+        if settings.config_path is not None:
+            if not settings.config_path.exists():
                 raise fail(f"{config}: no such file")
-            cur, new = sync_file(store, settings.config_path)  # type: ignore[arg-type]
-            if new is not None:
-                append_events(sdir, [cs.change_event(new, new.version - 1 if new.version > 1 else None)])
+            # The one config write of a deploy: here, once, before any worker starts.
+            out = ConfigEditor(store, audit=archive_audit(sdir)).sync_file(
+                settings.config_path, author="serve", reset_traffic=reset_traffic)
+            cur = out.current
+            what = f"applied as version {cur.version}" if out.written else "not applied"
+            console.print(f"config file {config}: {what}", highlight=False)
+            for note in out.notes:
+                console.print(f"  - {note}", highlight=False, markup=False)
         else:
             cur = store.current()
     except cfgmod.ConfigError as err:
         raise fail(f"{config}: {err}") from None
-    except (OSError, ConnectionError) as err:
+    except TrafficConflict as err:
+        raise fail(f"{config} refused, nothing was written: {err}") from None
+    except (OSError, ConnectionError, RuntimeError) as err:
         raise fail(f"cannot open the config store: {err}") from None
     if cur is None:
         raise fail("no router config: pass --config FILE or store one with `abgate config set FILE`")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway import config as cfgmod
-from gateway.config_store import UnknownVersion, VersionConflict, diff, rollback
+from gateway.config_edits import Change, ConfigEditor
+from gateway.config_store import UnknownVersion, VersionConflict, diff
 from gateway.redis_store import ConfigStoreUnavailable, RedisConfigStore, subscribe
 from tests.support.procs import free_port
 
@@ -42,7 +43,7 @@ def test_versions_cas_history_and_phase_bumps(redis_server) -> None:
     assert [v.version for v in store.history()] == [1, 2]
     assert (v2.author, v2.reason, v2.decision_id, v2.action) == ("bob", "ramp", "d-1", "promote")
     assert "weight: 0.8" in diff(v1, v2)
-    v3 = rollback(store, 1, author="ana", reason="bad")
+    v3 = ConfigEditor(store).rollback_to(1, change=Change("ana", "bad"))
     assert v3.version == 3 and v3.config.routes["support"].arms[1].weight == 0.5
     with pytest.raises(UnknownVersion):
         store.get(42)

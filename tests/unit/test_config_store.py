@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from abgate.cli.main import app
 from gateway import config as cfgmod
+from gateway import config_edits as edits
 from gateway import config_store as cs
 
 BASE = """
@@ -65,12 +66,12 @@ def test_rollback_reapplies_an_old_config_as_a_new_version(tmp_path: Path) -> No
     store = cs.FileConfigStore(tmp_path)
     store.put(_cfg(), expected_version=None, author="a", reason="r")
     store.put(_cfg(BASE.replace("model: base,", "model: other,")), expected_version=1, author="a", reason="r")
-    v3 = cs.rollback(store, 1, author="ops", reason="bad model")
+    v3 = edits.ConfigEditor(store).rollback_to(1, change=edits.Change("ops", "bad model"))
     assert v3.version == 3 and v3.action == "rollback"
     assert v3.config.routes["support"].arms[0].model == "base"
     assert v3.config.routes["support"].phase == 3  # arms changed twice
-    with pytest.raises(cs.UnknownVersion):
-        cs.rollback(store, 99, author="ops", reason="")
+    with pytest.raises(edits.EditError, match="no config version 99"):
+        edits.ConfigEditor(store).rollback_to(99, change=edits.Change("ops"))
     changed = {line.replace(" ", "") for line in cs.diff(store.get(2), v3).splitlines() if line[:1] in "+-"}
     assert {"-model:other", "+model:base"} <= changed
 

@@ -9,6 +9,7 @@ import pytest
 
 from evaluation import rollout, synth
 from gateway import config as cfgmod
+from gateway import routing
 from gateway.config_store import FileConfigStore
 
 CONFIG = """
@@ -48,13 +49,14 @@ def _weights(store: FileConfigStore) -> dict[str, float]:
     return {a.name: a.weight for a in store.current().config.routes["support"].arms}
 
 
-def test_promoted_weights() -> None:
-    assert rollout.promoted_weights([0.5, 0.5], 1, 1.0) == [0.0, 1.0]
-    assert rollout.promoted_weights([0.6, 0.2, 0.2], 1, 0.5) == pytest.approx([0.375, 0.5, 0.125])
-    # all other arms at 0: the rest goes to the first other arm (control), as the admin API does
-    assert rollout.promoted_weights([0.0, 1.0, 0.0], 1, 0.4) == pytest.approx([0.6, 0.4, 0.0])
-    with pytest.raises(rollout.RolloutError):
-        rollout.promoted_weights([0.5, 0.5], 0, 1.5)
+def test_set_arm_weight_uses_the_one_promote_rule(env) -> None:
+    state, store, _ = env
+    new = rollout.set_arm_weight(store, state, "support", "treatment", 0.4, author="t", reason="r", decision_id=None,
+                                 action="rollout_step")
+    assert [a.weight for a in new.config.routes["support"].arms] == routing.promoted_weights([0.5, 0.5], 1, 0.4)
+    with pytest.raises(rollout.RolloutError, match="within"):
+        rollout.set_arm_weight(store, state, "support", "treatment", 1.5, author="t", reason="r", decision_id=None,
+                               action="rollout_step")
 
 
 def test_promote_and_rollback_bump_phase_and_audit(env) -> None:

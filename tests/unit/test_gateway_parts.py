@@ -10,7 +10,6 @@ import pytest
 
 from gateway import config as cfgmod
 from gateway import proxy
-from gateway.admin import promoted_weights
 from gateway.auth import AuthIndex
 from gateway.config import Auth, ApiKey, Arm, Route
 from gateway.errors import ApiError
@@ -180,16 +179,6 @@ def test_config_errors_name_the_field(path, value, field) -> None:
     with pytest.raises(cfgmod.ConfigError) as e:
         cfgmod.validate(_with(path, value))
     assert e.value.field == field
-
-
-def test_promoted_weights() -> None:
-    route = Route(experiment="e", arms=(Arm("c", "m", 0.5), Arm("t", "n", 0.5)))
-    assert promoted_weights(route, "t", 0.8) == pytest.approx({"t": 0.8, "c": 0.2})
-    assert promoted_weights(route, "t", 1.0) == pytest.approx({"t": 1.0, "c": 0.0})
-    zero = Route(experiment="e", arms=(Arm("c", "m", 1.0), Arm("t", "n", 0.0), Arm("u", "o", 0.0)))
-    assert promoted_weights(zero, "c", 0.5) == pytest.approx({"c": 0.5, "t": 0.25 * 2, "u": 0.0})
-    with pytest.raises(ApiError):
-        promoted_weights(route, "zzz", 0.5)
 
 
 # -- body and stream rewriting --------------------------------------------------------------

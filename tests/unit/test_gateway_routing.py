@@ -114,18 +114,29 @@ def test_hash_attribute_sources() -> None:
     assert key.unit_value("bob", {}, None) is None
 
 
-def test_promoted_weights_is_one_rule_for_admin_api_and_cli() -> None:
-    from evaluation import rollout
-    from gateway.admin import promoted_weights as admin_rule
-    from gateway.config import Arm, Route
+def test_promoted_weights_is_one_rule_for_admin_api_and_cli(tmp_path) -> None:
+    # one function carries the rule; the admin API, the CLI and rollouts all reach it through
+    # gateway.config_edits.ConfigEditor.move_traffic, and no other module defines one
+    from pathlib import Path
+
+    from gateway import config_edits as edits
+    from gateway import config_store as cs
+    from gateway.config import Arm, Route, RouterConfig, Upstream
     from gateway.routing import promoted_weights
 
-    for weights, idx, w in (([0.5, 0.5], 1, 0.8), ([0.6, 0.2, 0.2], 1, 0.5), ([0.0, 1.0, 0.0], 1, 0.4),
-                            ([1.0, 0.0, 0.0], 2, 0.1), ([0.3, 0.7], 0, 1.0)):
+    root = Path(__file__).resolve().parents[2]
+    defs = [p for d in ("gateway", "evaluation", "abgate") for p in (root / d).rglob("*.py")
+            if "def promoted_weights" in p.read_text()]
+    assert [p.relative_to(root).as_posix() for p in defs] == ["gateway/routing.py"]
+    for n, (weights, idx, w) in enumerate((([0.5, 0.5], 1, 0.8), ([0.6, 0.2, 0.2], 1, 0.5),
+                                           ([0.0, 1.0, 0.0], 1, 0.4), ([1.0, 0.0, 0.0], 2, 0.1), ([0.3, 0.7], 0, 1.0))):
         expected = promoted_weights(weights, idx, w)
         assert abs(sum(expected) - 1.0) < 1e-12
-        assert rollout.promoted_weights(weights, idx, w) == expected
+        store = cs.FileConfigStore(tmp_path / str(n))
         route = Route(experiment="e", arms=tuple(Arm(f"a{i}", "m", x) for i, x in enumerate(weights)))
-        assert list(admin_rule(route, f"a{idx}", w).values()) == expected
+        store.put(RouterConfig(routes={"r": route}, upstreams={"u": Upstream("http://127.0.0.1:9/v1")}),
+                  expected_version=None, author="t", reason="init")
+        new = edits.ConfigEditor(store).move_traffic("r", f"a{idx}", w, change=edits.Change("t"), action="promote")
+        assert [a.weight for a in new.config.routes["r"].arms] == expected
     with pytest.raises(ValueError, match="within"):
         promoted_weights([0.5, 0.5], 0, 1.5)
