@@ -97,33 +97,34 @@ def test_promote_rollback_rollout_then_restart_with_the_original_file_changes_no
 
     proc, base = start_gateway(tmp_path, cfg, state, *extra)
     gateways.append(proc)
-    # 1. promote through the admin API
+    # promote through the admin API
     r = httpx.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 0.8,
                                                    "decision_id": "dec-1", "author": "ann"}, timeout=10)
     assert r.status_code == 200, r.text
     promoted = store.current()
     assert promoted is not None and _traffic(promoted)[0] == pytest.approx({"control": 0.2, "treatment": 0.8})
-    base = restart()
-    assert store.current() == promoted and _served_version(base) == promoted.version
-    assert "file unchanged since it was applied" in gateways[-1].output()
-    # 2. roll back from the CLI while it runs
+    # roll back from the CLI while it runs
     _cli("rollback", "support", "--reason", "guardrail breached", *cli_extra)
     rolled = store.current()
     assert rolled is not None and _traffic(rolled)[0] == {"control": 1.0, "treatment": 0.0}
-    _poll(lambda: _served_version(base) == rolled.version, "the rollback to be served")
-    base = restart()
-    assert store.current() == rolled and _served_version(base) == rolled.version
-    # 3. one rollout step (5%)
+    # one rollout step (5%)
     crit = tmp_path / "guards.yaml"
     crit.write_text(GUARDS)
     _cli("rollout", "support", "--arm", "treatment", "--criteria", str(crit), "--steps", "5,50,100", "--interval",
          "1h", "--once", *cli_extra)
     stepped = store.current()
     assert stepped is not None and _traffic(stepped)[0] == pytest.approx({"control": 0.95, "treatment": 0.05})
-    base = restart()
-    assert store.current() == stepped and _served_version(base) == stepped.version
     assert [v.action for v in store.history()] == ["seed", "promote", "rollback", "rollout_step"]
-    assert [v.author for v in store.history()][1] == "ann"
+    _poll(lambda: _served_version(base) == stepped.version, "the rollout step to be served")
+    # restart with the original file: weights, phase and version unchanged, nothing written
+    gateways[-1].stop(sig=signal.SIGTERM)
+    proc, base = start_gateway(tmp_path, cfg, state, *extra)
+    gateways.append(proc)
+    assert store.current() == stepped and _traffic(store.current())[1] == _traffic(stepped)[1] == 4
+    assert _served_version(base) == stepped.version
+    assert "file unchanged since it was applied" in proc.output()
+    hist = store.history()
+    assert len(hist) == 4 and hist[1].author == "ann" and hist[1].decision_id == "dec-1"
 
 
 def _children(pid: int) -> set[int]:
@@ -180,9 +181,10 @@ def test_a_worker_killed_minus_9_is_respawned_without_writing_config(
 def test_two_replicas_on_one_redis_restarting_one_keeps_the_others_change(
         tmp_path: Path, simulator: str, redis_server: tuple[Proc, str], gateways: list[Proc]) -> None:
     _, url = redis_server
-    file_a = write_config(tmp_path / "a" / "router.yaml", simulator) if (tmp_path / "a").mkdir() is None else None
-    file_b = write_config(tmp_path / "b" / "router.yaml", simulator) if (tmp_path / "b").mkdir() is None else None
-    assert file_a is not None and file_b is not None
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    file_a = write_config(tmp_path / "a" / "router.yaml", simulator)
+    file_b = write_config(tmp_path / "b" / "router.yaml", simulator)
     a, base_a = start_gateway(tmp_path, file_a, tmp_path / "state-a", "--redis", url)
     b, base_b = start_gateway(tmp_path, file_b, tmp_path / "state-b", "--redis", url)
     gateways += [a, b]
@@ -199,18 +201,15 @@ def test_two_replicas_on_one_redis_restarting_one_keeps_the_others_change(
     b, base_b = start_gateway(tmp_path, file_b, tmp_path / "state-b", "--redis", url)
     gateways.append(b)
     assert store.current() == promoted and _served_version(base_b) == 2
-    # restart B with an edited file (a new treatment model): applied, A's weights kept
-    file_b.write_text(file_b.read_text().replace(f'"{TREATMENT}", weight', '"ft:gpt-4o-mini-2024-07-18:acme:v2", '
-                                                 "weight").replace("models:\n", 'models:\n  "ft:gpt-4o-mini-2024-07-18'
-                                                                   ':acme:v2": {upstream: sim}\n'))
-    b.stop(sig=signal.SIGTERM)
-    b, base_b = start_gateway(tmp_path, file_b, tmp_path / "state-b", "--redis", url)
-    gateways.append(b)
+    # edit B's file while it runs (a new treatment model): applied once, A's weights kept
+    file_b.write_text(file_b.read_text().replace(f'"{TREATMENT}", weight', '"gpt-4o-mini-2024-07-18", weight'))
+    _poll(lambda: store.latest_version() == 3, "B to apply its edited file")
     cur = store.current()
-    assert cur is not None and cur.version == 3 and cur.action == "file"
+    assert cur is not None and cur.action == "file"
     assert _traffic(cur)[0] == pytest.approx({"control": 0.2, "treatment": 0.8})
-    assert cur.config.routes["support"].arms[1].model == "ft:gpt-4o-mini-2024-07-18:acme:v2"
+    assert cur.config.routes["support"].arms[1].model == "gpt-4o-mini-2024-07-18"
     _poll(lambda: _served_version(base_a) == 3, "replica A to follow")
+    assert store.latest_version() == 3  # A's own (unchanged) file is not written back
     store.close()
 
 
