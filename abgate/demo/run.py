@@ -190,6 +190,11 @@ class Demo:
         shutil.copy(ASSETS / "online.yaml", online)
         self.abgate("gate", "--criteria", str(online), "--apply")  # exits 0 only on GO
         self.abgate("config", "history")
+        c.print("Restart-safe deploy: these weights are traffic state owned by the config store. "
+                f"Restarting with the same `abgate serve --config {router.name}` (still control only) "
+                "changes nothing; an edited file is applied with the weights kept; only promote, "
+                "rollback, rollout, gate --apply, `abgate config weights` or a one-off "
+                "`serve --reset-traffic` move them.", highlight=False, soft_wrap=True)
 
         self.step(7, "a deliberately worse candidate: the rollout guardrails roll it back automatically")
         self.new_experiment(candidate)
