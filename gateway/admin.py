@@ -19,15 +19,21 @@ from gateway import config as cfgmod
 from gateway import config_edits as edits
 from gateway import config_store as cs
 from gateway.errors import ApiError
-from gateway.runtime import Runtime
+from gateway.runtime import Compiled, Runtime
 
 _enc = msgspec.json.Encoder()
 
 
 def _rt(request: Request[Any, Any, Any]) -> Runtime:
     rt: Runtime = request.app.state.runtime
-    rt.compiled.auth.check_admin(request.headers.get("authorization"))
+    _served(rt).auth.check_admin(request.headers.get("authorization"))
     return rt
+
+
+def _served(rt: Runtime) -> Compiled:
+    if rt.compiled is None:
+        raise ApiError(503, "no config loaded yet", "not_ready")
+    return rt.compiled
 
 
 def _json(obj: Any, status: int = 200) -> Response[bytes]:
@@ -106,7 +112,7 @@ def _change(doc: Mapping[str, Any], default_reason: str = "") -> edits.Change:
 @get("/admin/config", sync_to_thread=False)
 def get_config(request: Request[Any, Any, Any]) -> Response[bytes]:
     rt = _rt(request)
-    return _json(_version_doc(rt.compiled.cv))
+    return _json(_version_doc(_served(rt).cv))
 
 
 @put("/admin/config")
@@ -147,7 +153,7 @@ async def rollback(request: Request[Any, Any, Any]) -> Response[bytes]:
     doc = await _body_object(request)
     to = _int_param(doc.get("to_version"), "to_version", required=True)
     assert to is not None
-    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or rt.compiled.version
+    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or _served(rt).version
     change = _change(doc)
     return await _edit(rt, lambda ed: ed.rollback_to(to, change=change, expected_version=expected))
 
@@ -158,13 +164,13 @@ async def promote(request: Request[Any, Any, Any]) -> Response[bytes]:
     rt = _rt(request)
     doc = await _body_object(request)
     rname = doc.get("route")
-    if not isinstance(rname, str) or rname not in rt.compiled.config.routes:
+    if not isinstance(rname, str) or rname not in _served(rt).config.routes:
         raise ApiError(404, f"unknown route {rname!r}", "unknown_route", param="route")
     decision = doc.get("decision_id")
     if not isinstance(decision, str) or not decision:
         raise ApiError(400, "`decision_id` is required: a promotion cites the decision behind it", "missing_parameter",
                        param="decision_id")
-    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or rt.compiled.version
+    expected = _int_param(doc.get("expected_version"), "expected_version", required=False) or _served(rt).version
     weights = doc.get("weights")
     if isinstance(weights, dict):
         change = _change(doc, f"promote {rname}: {weights}")

@@ -269,8 +269,8 @@ class ConfigEditor:
             if cur is not None and seed_only:
                 return Outcome(cur, None, (f"store already holds version {cur.version}",))
             if cur is not None and cur.file_sha256 == sha and not reset_traffic:
-                return Outcome(cur, None, (f"file unchanged since it was applied (sha256 {sha[:12]}); "
-                                           f"serving version {cur.version}",))
+                note = f"file unchanged since it was applied (sha256 {sha[:12]}); serving version {cur.version}"
+                return Outcome(cur, None, (note,))
             try:
                 return self.apply_authored(
                     cfg, change=Change(author, f"config file {path} (sha256 {sha[:12]})"

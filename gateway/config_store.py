@@ -93,7 +93,7 @@ def diff(a: ConfigVersion, b: ConfigVersion) -> str:
     return "".join(lines)
 
 
-def _decode_version(data: bytes) -> ConfigVersion:
+def _decode_version(data: bytes | str) -> ConfigVersion:
     raw: dict[str, Any] = json.loads(data)
     config = cfgmod.validate(raw.pop("config"))
     managed = msgspec.convert(raw.pop("managed", None) or {}, dict[str, ManagedTraffic])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -63,7 +63,7 @@ def gate_command(
         raise fail(f"{criteria}: {e}", 2) from None
     store = open_store(state, redis)
     author = getpass.getuser()
-    kw = dict(criteria_path=str(criteria.resolve()), criteria_sha256=sha, decided_by=author)
+    kw: dict[str, Any] = {"criteria_path": str(criteria.resolve()), "criteria_sha256": sha, "decided_by": author}
     if crit.stage == "online":
         kw["store"] = store
     with console.status("evaluating criteria ...", spinner="dots"):

@@ -10,6 +10,7 @@ import typer
 
 from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from gateway import config as cfgmod
+from gateway.config_store import ConfigVersion
 from gateway.settings import ENV_VAR, Settings
 
 
@@ -38,6 +39,7 @@ def serve(
     settings = Settings(state_dir=sdir, config_path=config.resolve() if config else None, redis_url=redis,
                         reload_interval_s=reload_interval, log_level=log_level)
     store = open_store(settings)
+    cur: ConfigVersion | None
     try:
         if settings.config_path is not None:
             if not settings.config_path.exists():
