@@ -133,6 +133,7 @@ class Runtime:
         self._file_stat: tuple[int, int] | None = None  # (mtime_ns, size) last looked at
         self._file_sha: str | None = None  # content hash last seen (applied, refused or unchanged)
         self._bad_file_error: str | None = None
+        self._refused_at: int | None = None  # store version when the file was last refused
         self._retired: list[tuple[float, list[UpstreamClient]]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -254,6 +255,9 @@ class Runtime:
         """GitOps: apply a file edit made while running, keeping managed traffic state. Each
         content is tried once per process; the store's file hash makes the write once-only
         across workers and replicas. A refused or invalid file leaves the running config."""
+        if self._refused_at is not None and self.compiled is not None and self.compiled.version != self._refused_at:
+            # the traffic state moved since the refusal (e.g. the arm was drained): try the file again
+            self._refused_at, self._file_stat, self._file_sha = None, None, None
         st = _stat(path)
         if st is None or st == self._file_stat:
             return
@@ -270,6 +274,7 @@ class Runtime:
             return
         except edits.TrafficConflict as err:
             self._file_sha, self._bad_file_error = sha, str(err)
+            self._refused_at = serving
             log.error("config_file_refused", path=str(path), error=str(err), serving_version=serving)
             return
         except OSError as err:
@@ -279,7 +284,7 @@ class Runtime:
         except Exception:  # store unreachable: try this content again on the next tick
             self._file_stat = None
             raise
-        self._file_sha, self._bad_file_error = sha, None
+        self._file_sha, self._bad_file_error, self._refused_at = sha, None, None
         if out.written is not None:
             log.info("config_file_applied", path=str(path), version=out.written.version, notes=list(out.notes))
         if self.compiled is None or out.current.version > self.compiled.version:

@@ -237,10 +237,16 @@ def test_live_file_edits_keep_managed_weights_and_conflicting_edits_are_refused(
     _poll(lambda: "config_file_refused" in proc.output(), "the refusal")
     assert "routes.support.arms: removes arm 'treatment', which carries 100% of the route's traffic" in proc.output()
     assert store.latest_version() == 3 and _served_version(base) == 3
-    # and `serve` refuses to start with it (exit 1, nothing written)
-    proc.stop(sig=signal.SIGTERM)
+    # `serve` refuses to start with it (exit 1, nothing written) while the old one keeps serving
     refused = Proc(abgate_cmd("serve", "--config", str(cfg), "--port", str(free_port()), "--state-dir", str(state)),
                    log=tmp_path / "refused.log").start()
+    gateways.append(refused)
     assert refused.popen is not None and refused.popen.wait(60) == 1
     assert "refused, nothing was written" in refused.output() and "--reset-traffic" in refused.output()
     assert store.latest_version() == 3
+    # once the operator drains the arm, the running gateway applies the waiting edit
+    _cli("rollback", "support", "--reason", "drain treatment", "--state-dir", str(state))
+    _poll(lambda: store.latest_version() == 5, "the drained edit to be applied")
+    cur = store.current()
+    assert cur is not None and [a.name for a in cur.config.routes["support"].arms] == ["control"]
+    assert [v.action for v in store.history()][3:] == ["rollback", "file"]
