@@ -245,8 +245,22 @@ def to_yaml(cfg: RouterConfig) -> str:
     return yaml.safe_dump(to_builtins(cfg), sort_keys=False)
 
 
+def starts_new_phase(prev: Route, new: Route) -> bool:
+    """Does changing `prev` into `new` start a new phase? Any change that can move a unit
+    to another arm or change what an arm serves: the arm set (names, models, weights),
+    coverage, the hashing (`hash_version`, `hash_attribute`) or the experiment (its name
+    seeds the hash). Units seen in two arms of one phase make the analysis HOLD."""
+    return (
+        prev.arms != new.arms
+        or prev.coverage != new.coverage
+        or prev.hash_version != new.hash_version
+        or prev.hash_attribute != new.hash_attribute
+        or prev.experiment != new.experiment
+    )
+
+
 def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterConfig:
-    """Start a new phase on every route whose arms (models or weights) or coverage changed."""
+    """Start a new phase on every route where `starts_new_phase` says so."""
     if old is None:
         return new
     routes = {}
@@ -255,7 +269,7 @@ def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterCon
         if prev is None or prev.experiment != route.experiment:
             routes[name] = route
             continue
-        changed = prev.arms != route.arms or prev.coverage != route.coverage
+        changed = starts_new_phase(prev, route)
         phase = max(route.phase, prev.phase + 1) if changed else max(route.phase, prev.phase)
         routes[name] = msgspec.structs.replace(route, phase=phase)
     return msgspec.structs.replace(new, routes=routes)
