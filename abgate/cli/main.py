@@ -10,6 +10,7 @@ from abgate.cli import dataset_cmd, finetune_cmd, models_cmd
 from abgate.cli import archive_cmd
 from abgate.cli import demo_cmd, secrets_cmd, simulator_cmd
 from abgate.cli import eval_cmd
+from abgate.cli import plan_cmd
 
 app = typer.Typer(
     name="abgate",
@@ -21,6 +22,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("serve")(serve_cmd.serve)
 app.command("analyze")(analyze_cmd.analyze)
 app.command("gate")(gate_cmd.gate_command)
+app.command("plan")(plan_cmd.plan)
 app.command("promote")(rollout_cmd.promote)
 app.command("rollback")(rollout_cmd.rollback)
 app.command("rollout")(rollout_cmd.rollout_command)
