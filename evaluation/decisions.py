@@ -35,7 +35,7 @@ def markdown(d: Decision) -> str:
         f"- control: `{d.control}`; treatment: `{d.treatment}`",
         f"- data: {d.data_first_ts} .. {d.data_last_ts} ({_g(d.days, '.2f')} days; minimum {d.min_days})",
         f"- SRM p: {_g(d.srm_p)} (HOLD below {d.srm_threshold})",
-        f"- inference: {d.inference or 'n/a'}",
+        f"- inference: {d.inference or 'n/a'}" + (f" (look {d.look} at this phase)" if d.look else ""),
         f"- multiplicity: {d.multiplicity or 'n/a'}",
         f"- archive: {d.archive_files} files, {d.archive_corrupt_lines} unreadable lines",
         f"- criteria: `{d.criteria_path}` sha256 `{d.criteria_sha256}`",

@@ -90,6 +90,7 @@ class Decision(msgspec.Struct, kw_only=True):
     min_days: float = 0.0
     inference: str = ""  # e.g. "sequential (confidence sequence, expected_units 5000)" or "fixed (Welch t)"
     multiplicity: str = ""  # e.g. "bonferroni: success alpha 0.025 (2), guardrails alpha 0.0167 (3)"
+    look: int = 0  # this is the n-th online decision recorded for this experiment and phase
     archive_files: int = 0
     archive_corrupt_lines: int = 0
     archive_corrupt_examples: list[str] = []
@@ -197,6 +198,11 @@ def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: str) -> 
                   coverage_control=_f(cs.coverage), coverage_treatment=_f(ts.coverage))
     comp = a.compare(c.metric, crit.treatment, c.effect, alpha) if crit.treatment in res.lifts else None
     if comp is None or not math.isfinite(comp.estimate) or not math.isfinite(comp.low):
+        if role == "guardrail" and cs.sd == 0 and ts.sd == 0 and cs.mean == ts.mean \
+                and min(cs.units, ts.units) >= crit.guardrail_min_units:
+            # e.g. no errors at all in either arm: nothing varies, so nothing got worse.
+            return MetricVerdict(**base, **common, threshold=thr0, verdict="ok", estimate=0.0,
+                                 note=f"no variation: every unit has {cs.mean:g} in both arms")
         why = comp.note if comp is not None and comp.note else "too few units for an interval"
         return MetricVerdict(**base, **common, threshold=thr0, verdict="insufficient", note=why)
     judge = judge_success if role == "success" else judge_guardrail
@@ -227,6 +233,20 @@ def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: str) -> 
                              method=a.method, tuning=a.tuning) if role == "success" else None
     return MetricVerdict(**base, **common, threshold=thr, verdict=verdict, estimate=comp.estimate, low=comp.low,
                          high=comp.high, p_value=_f(comp.p_value), units_needed=needed, note=note)
+
+
+def count_looks(state_dir: Path, experiment: str | None, phase: int | None) -> int:
+    """Online decisions already recorded for this experiment and phase (the looks so far)."""
+    n = 0
+    for p in (state_dir / "decisions").glob("*.json"):
+        try:
+            rec = msgspec.json.decode(p.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("stage") == "online" and rec.get("experiment") == experiment \
+                and rec.get("phase") == phase:
+            n += 1
+    return n
 
 
 def inference_text(crit: Criteria) -> str:
@@ -313,6 +333,7 @@ def decide_online(
         criteria_path=criteria_path, criteria_sha256=criteria_sha256, data_first_ts=a.first_ts,
         data_last_ts=a.last_ts, days=a.days, min_units_per_arm=crit.min_units_per_arm, min_days=crit.min_days,
         inference=inference_text(crit), multiplicity=multiplicity_text(crit),
+        look=count_looks(state_dir, a.experiment, a.phase) + 1,
         archive_files=a.archive.files, archive_corrupt_lines=a.archive.corrupt_lines,
         archive_corrupt_examples=[f"{e.path}:{e.line}: {e.error}" for e in a.archive.examples],
         warnings=list(a.warnings), decided_by=decided_by, decided_at=now,

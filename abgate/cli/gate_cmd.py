@@ -42,7 +42,8 @@ def print_decision(d: gate.Decision, record: Path) -> None:
                       f"{m.threshold:+.4g}", m.verdict + (f" ({m.note})" if m.note else ""), str(m.units_needed or ""))
         console.print(t)
     if d.inference:
-        console.print(f"inference: {d.inference}", highlight=False, markup=False)
+        console.print(f"inference: {d.inference}" + (f" (look {d.look} at this phase)" if d.look else ""),
+                      highlight=False, markup=False)
         console.print(f"multiplicity: {d.multiplicity}", highlight=False, markup=False)
     console.print(f"record: {record} (+ .md)", highlight=False)
 

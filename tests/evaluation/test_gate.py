@@ -116,6 +116,9 @@ def test_multiplicity_bonferroni_per_family_and_recorded(tmp_path: Path) -> None
     assert by["approved"].alpha == pytest.approx(0.025) and by["error"].alpha == pytest.approx(0.05 / 3)
     assert "bonferroni" in d.multiplicity and "sequential" in d.inference
     assert by["approved"].definition and by["approved"].coverage_control == pytest.approx(0.6, abs=0.05)
+    assert d.look == 1
+    decisions.write_record(tmp_path, d)
+    assert gate.decide(msgspec_replace(crit, experiment="exp"), tmp_path).look == 2  # the looks are counted
     md = decisions.markdown(d)
     assert "confidence sequence" in md and "bonferroni" in md and "coverage" in md
 
@@ -134,3 +137,20 @@ def msgspec_replace(crit: critmod.Criteria, **kw: object) -> critmod.Criteria:
     import msgspec
 
     return msgspec.structs.replace(crit, **kw)
+
+
+def test_guardrail_without_variation_in_either_arm_is_ok_but_success_is_not(tmp_path: Path) -> None:
+    # No errors at all in either arm (error rate 0 everywhere): the guardrail cannot be worse.
+    events: list[ev.Event] = []
+    for u in range(80):
+        arm = ARMS[u % 2]
+        events += [_ix(f"i{u}-{k}", f"u{u}", arm, latency=100.0 + (u * 7 + k) % 13, day=1 + 7 * k) for k in range(2)]
+    ArchiveWriter(tmp_path).write(events)
+    d = _decide(tmp_path, "min_units_per_arm: 0\nmin_days: 0\nguardrails: [{metric: error, direction: decrease}]\n")
+    assert d.verdict == "GO", d.reasons
+    assert d.metrics[0].verdict == "ok" and "no variation" in d.metrics[0].note
+    d = _decide(tmp_path, "min_units_per_arm: 0\nmin_days: 0\nsuccess: [{metric: error, direction: decrease}]\n")
+    assert d.verdict == "HOLD" and d.metrics[0].verdict == "insufficient"
+
+
+ARMS = ("control", "treatment")
