@@ -12,15 +12,14 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from gateway import metric_catalog as catalog
 from gateway.routing import bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
 _HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
-BUILTIN_METRICS = frozenset(
-    {"thumbs", "edited_response", "followup", "csat", "approved", "policy_violation", "review"}
-)
+BUILTIN_METRICS = frozenset(catalog.BUILTIN_FEEDBACK)
 
 
 class ConfigError(ValueError):
@@ -218,7 +217,7 @@ def _check_semantics(cfg: RouterConfig) -> None:
                 if r not in cfg.routes:
                     raise ConfigError(f"auth.keys[{i}].routes", f"unknown route {r!r}")
     for name in cfg.metrics:
-        if name in BUILTIN_METRICS or name in ("error", "latency_ms"):
+        if name in catalog.CATALOG:  # feedback and interaction metrics (gateway.metric_catalog)
             raise ConfigError(f"metrics.{name}", "clashes with a built-in metric")
 
 

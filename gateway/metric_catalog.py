@@ -19,8 +19,9 @@ Two aggregations, both with units (not interactions) as the independent observat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Aggregation = Literal["unit_mean", "ratio"]
 Source = Literal["interaction", "feedback"]
@@ -82,3 +83,37 @@ def definition(name: str) -> MetricDef:
 
 def aggregation(name: str) -> Aggregation:
     return definition(name).aggregation
+
+
+_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "thumbs": ("positive", "negative"), "boolean": ("positive", "negative"), "text": ("positive",),
+    "score": ("value",), "review": ("value",), "number": ("value",),
+}
+
+
+def outcomes(name: str) -> tuple[str, ...]:
+    """The `abgate_feedback_total` outcomes a built-in feedback metric can produce."""
+    return _OUTCOMES[definition(name).value_type]
+
+
+def feedback_outcome(metric: str, value: Any) -> tuple[str, float | None]:
+    """Map a feedback value to (outcome label, number added to the value sum).
+
+    positive/negative: thumbs +1/-1, booleans true/false ("the flag is set", e.g. a policy
+    violation is `positive`), an edit was submitted (`edited_response`); value: numeric
+    feedback (csat, float custom metrics, review -> its `overall`); neutral: anything else.
+    The analysis reads values the same way (evaluation/analysis.py `_VALUE_SQL`).
+    """
+    if isinstance(value, bool):
+        return ("positive" if value else "negative"), (1.0 if value else 0.0)
+    if metric == "thumbs" and isinstance(value, int | float):
+        return ("positive" if value > 0 else "negative"), (1.0 if value > 0 else 0.0)
+    if isinstance(value, int | float):
+        return "value", float(value)
+    if metric == "edited_response" and isinstance(value, str):
+        return "positive", 1.0
+    if isinstance(value, Mapping):
+        overall = value.get("overall")
+        if isinstance(overall, int | float) and not isinstance(overall, bool):
+            return "value", float(overall)
+    return "neutral", None
