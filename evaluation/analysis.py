@@ -157,11 +157,6 @@ CASE
 END
 """
 
-# Event time as a timestamp (RFC 3339 strings with or without fractions or offsets sort
-# wrongly as text: "...:05Z" > "...:05.900Z"). Unparseable times sort first.
-_TS_SQL = "coalesce(TRY_CAST(ts AS TIMESTAMPTZ), TIMESTAMPTZ '-infinity')"
-
-
 def _q(con, sql: str, params: list | None = None) -> list[tuple]:
     return con.execute(sql, params or []).fetchall()
 
@@ -172,7 +167,7 @@ def _load(con, state_dir: Path, experiment: str) -> dict[str, int]:
     con.execute(
         f"CREATE TEMP TABLE ev AS SELECT {', '.join(keep)}, "
         "CASE WHEN kind IS NULL THEN filename END AS bad_file "
-        f"FROM {archive_sql.read_json_sql(state_dir)} "
+        f"FROM {archive_sql.source_sql(state_dir)} "
         "WHERE kind IS NULL OR (experiment = ? AND kind IN ('interaction', 'feedback'))",
         [experiment],
     )
@@ -249,11 +244,7 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
     con.execute(
         f"""
         CREATE TEMP TABLE fbv AS
-        WITH fb AS (
-            SELECT interaction_id, metric, arg_max(value, ({_TS_SQL}, coalesce(event_id, ''))) AS value
-            FROM ev WHERE kind = 'feedback' AND metric IS NOT NULL AND interaction_id IS NOT NULL
-            GROUP BY interaction_id, metric
-        ), j AS (
+        WITH fb AS ({archive_sql.latest_feedback_sql("ev")}), j AS (
             SELECT f.interaction_id, f.metric, f.value, json_type(f.value) AS t
             FROM fb f SEMI JOIN inter i ON f.interaction_id = i.interaction_id
         )
