@@ -4,16 +4,19 @@ All heavy lifting happens in DuckDB: events -> one row per live interaction -> o
 per (unit, arm) -> a handful of sufficient statistics per arm and metric. Python only
 sees those sums, so 10M events never become Python objects.
 
-Metric values (DESIGN.md "Gate criteria"):
-- interaction metrics (`error`, `latency_ms`, `ttft_ms`, tokens, `cost_usd`): averaged
-  per unit, then Welch on unit means (absolute) and the delta method (relative);
-- `edited_response`, `followup`, `policy_violation`: over all live interactions, no
-  event = 0; averaged per unit like the above;
-- every other feedback metric (`thumbs`, `approved`, `csat`, `review.<field>`, custom):
-  over the interactions that have that feedback -> a ratio metric sum(value)/count per
-  arm, with unit-clustered delta-method variances from per-unit sums.
+What each metric means (per-unit mean or ratio, which values count) is defined once in
+`gateway.metric_catalog`; this module computes it:
+- `unit_mean` metrics (interaction metrics `error`, `latency_ms`, ...; count metrics
+  `edited_response`, `followup`, `policy_violation`): one value per unit, then Welch /
+  delta method on the unit values. A count metric with no event in an arm has no data
+  there (HOLD), it is never filled with zeros;
+- `ratio` metrics (`thumbs`, `approved`, `csat`, `review.<field>`, custom): sum of values
+  over the interactions that have that feedback, with unit-level delta-method variances;
+  "units" counts the units with at least one value.
+Intervals are confidence sequences by default (`method="sequential"`, valid at any number
+of looks); `method="fixed"` gives Welch t intervals for one pre-registered look.
 Feedback: duplicates (same event_id) collapse, and per (interaction_id, metric) the
-latest event wins.
+event with the latest *parsed* timestamp wins (ties: the larger event_id).
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from typing import Literal
 
 from evaluation import archive_sql, stats
 from evaluation.archive_sql import ArchiveHealth
+from gateway import metric_catalog as catalog
 
-INTERACTION_METRICS = ("error", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cost_usd")
-ZERO_FILL_METRICS = ("edited_response", "followup", "policy_violation")
-REVIEW_FIELDS = ("factuality", "helpfulness", "tone", "policy", "completeness", "overall", "quality")
+INTERACTION_METRICS = catalog.INTERACTION_NAMES
+ZERO_FILL_METRICS = catalog.COUNT_METRICS  # count metrics: an interaction without the event counts 0
+REVIEW_FIELDS = catalog.REVIEW_FIELDS
 
-MetricKind = Literal["mean", "ratio"]
+MetricKind = Literal["mean", "ratio"]  # "mean" = catalog aggregation unit_mean
 
 
 class AnalysisError(RuntimeError):
@@ -41,10 +45,11 @@ class AnalysisError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class ArmStat:
     units: int  # units contributing a value
-    observations: int  # interactions contributing a value
+    observations: int  # interactions with a value (count metrics: events of the metric)
     mean: float
     sd: float  # sd of per-unit values (mean metrics) or unit-level sd equivalent (ratio)
     moments: stats.ArmMoments | stats.RatioMoments
+    coverage: float = math.nan  # share of the arm's interactions with this metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,11 @@ class MetricResult:
     def has_data(self, arm: str) -> bool:
         s = self.arms.get(arm)
         return s is not None and s.observations > 0 and math.isfinite(s.mean)
+
+    @property
+    def definition(self) -> str:
+        d = catalog.definition(self.name)
+        return f"{d.aggregation}: {d.meaning}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +103,48 @@ class Analysis:
     units_in_multiple_arms: int
     alpha: float
     warnings: tuple[str, ...] = field(default=())
+    method: stats.Method = "sequential"
+    tuning: float = stats.DEFAULT_TUNING
+
+    def compare(self, metric: str, treatment: str, effect: str, alpha: float) -> stats.Comparison:
+        """The lift of `treatment` over control on `metric` at another alpha (the gate's
+        multiplicity-adjusted level), with this analysis' method."""
+        res = self.metrics[metric]
+        return compare(res, self.control, treatment, effect, alpha, self.method, self.tuning)
 
     def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.name == name), None)
 
 
 def metric_kind(name: str) -> MetricKind:
-    return "mean" if name in INTERACTION_METRICS or name in ZERO_FILL_METRICS else "ratio"
+    return "mean" if catalog.aggregation(name) == "unit_mean" else "ratio"
+
+
+def compare(res: MetricResult, control: str, treatment: str, effect: str, alpha: float,
+            method: stats.Method = "sequential", tuning: float = stats.DEFAULT_TUNING) -> stats.Comparison:
+    """Treatment vs control on one metric: absolute or relative lift, fixed or sequential."""
+    c, t = res.arms[control].moments, res.arms[treatment].moments
+    relative = effect == "relative"
+    if isinstance(c, stats.ArmMoments) and isinstance(t, stats.ArmMoments):
+        f = stats.relative_lift if relative else stats.welch
+        return f(c, t, alpha, method=method, tuning=tuning)
+    if isinstance(c, stats.RatioMoments) and isinstance(t, stats.RatioMoments):
+        return stats.ratio_compare(c, t, alpha, relative, method=method, tuning=tuning)
+    raise TypeError(f"metric {res.name!r} has mixed moments")
 
 
 # --------------------------------------------------------------------------------------
 # SQL
 
+# Values as `gateway.metric_catalog` defines them (and the feedback API accepts them):
+# thumbs +1 -> 1, -1 -> 0; booleans 1/0; edited_response: a non-empty text = 1 (an edit);
+# numbers as they are. Anything else is not a value (NULL), never a silent 0.
 _VALUE_SQL = """
 CASE
   WHEN t IS NULL OR t = 'NULL' THEN NULL
   WHEN metric = 'thumbs' THEN CASE
-      WHEN t = 'BOOLEAN' THEN CASE WHEN value::VARCHAR = 'true' THEN 1.0 ELSE 0.0 END
-      WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CASE WHEN value::DOUBLE > 0 THEN 1.0 ELSE 0.0 END
-      WHEN t = 'VARCHAR' THEN CASE WHEN lower(value->>'$') IN ('up', '+1', '1', 'true') THEN 1.0
-                                   WHEN lower(value->>'$') IN ('down', '-1', '0', 'false') THEN 0.0 END
+      WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND value::DOUBLE = 1 THEN 1.0
+      WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND value::DOUBLE = -1 THEN 0.0
     END
   WHEN metric = 'edited_response' THEN CASE
       WHEN t = 'BOOLEAN' THEN CASE WHEN value::VARCHAR = 'true' THEN 1.0 ELSE 0.0 END
@@ -125,7 +157,6 @@ CASE
 END
 """
 
-
 def _q(con, sql: str, params: list | None = None) -> list[tuple]:
     return con.execute(sql, params or []).fetchall()
 
@@ -136,7 +167,7 @@ def _load(con, state_dir: Path, experiment: str) -> dict[str, int]:
     con.execute(
         f"CREATE TEMP TABLE ev AS SELECT {', '.join(keep)}, "
         "CASE WHEN kind IS NULL THEN filename END AS bad_file "
-        f"FROM {archive_sql.read_json_sql(state_dir)} "
+        f"FROM {archive_sql.source_sql(state_dir)} "
         "WHERE kind IS NULL OR (experiment = ? AND kind IN ('interaction', 'feedback'))",
         [experiment],
     )
@@ -154,23 +185,30 @@ def analyze(
     store=None,
     alpha: float = 0.05,
     threads: int | None = None,
+    method: stats.Method = "sequential",
+    tuning: float = stats.DEFAULT_TUNING,
 ) -> Analysis:
     """Analyse one phase (latest by default) of `experiment` in the archive at `state_dir`.
 
     `metrics` are extra metric names that must appear in the result (as no-data entries
     if nothing was logged). Expected weights come from `expected_weights`, else from the
     phase's config version in `store` (a gateway ConfigStore), else SRM is skipped.
+    `method`/`tuning`: confidence sequences (default, tuned for `tuning` total units) or
+    fixed-horizon intervals for the lifts.
     """
     if not (state_dir / "events").exists():
         raise AnalysisError(f"no event archive under {state_dir / 'events'}")
     con = archive_sql.connect(threads)
     try:
-        return _analyze(con, state_dir, experiment, phase, control, metrics or [], expected_weights, store, alpha)
+        a = _analyze(con, state_dir, experiment, phase, control, metrics or [], expected_weights, store, alpha,
+                     method, tuning)
+        return a
     finally:
         con.close()
 
 
-def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weights, store, alpha) -> Analysis:
+def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weights, store, alpha, method,
+             tuning) -> Analysis:
     bad = _load(con, state_dir, experiment)
     health = archive_sql.health_from_counts(state_dir, bad)
     phases = tuple(
@@ -188,7 +226,8 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
         """
         CREATE TEMP TABLE inter AS
         SELECT interaction_id, any_value(unit) AS unit, any_value(arm) AS arm, any_value(model) AS model,
-               any_value(route) AS route, max(config_version) AS config_version, min(ts) AS ts,
+               any_value(route) AS route, max(config_version) AS config_version,
+               min(TRY_CAST(ts AS TIMESTAMPTZ)) AS ts,
                max(CASE WHEN status = 'ok' THEN 0.0 ELSE 1.0 END) AS error,
                any_value(latency_ms) AS latency_ms, any_value(ttft_ms) AS ttft_ms,
                any_value(prompt_tokens) AS prompt_tokens, any_value(completion_tokens) AS completion_tokens,
@@ -205,11 +244,7 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
     con.execute(
         f"""
         CREATE TEMP TABLE fbv AS
-        WITH fb AS (
-            SELECT interaction_id, metric, arg_max(value, coalesce(ts, '') || coalesce(event_id, '')) AS value
-            FROM ev WHERE kind = 'feedback' AND metric IS NOT NULL AND interaction_id IS NOT NULL
-            GROUP BY interaction_id, metric
-        ), j AS (
+        WITH fb AS ({archive_sql.latest_feedback_sql("ev")}), j AS (
             SELECT f.interaction_id, f.metric, f.value, json_type(f.value) AS t
             FROM fb f SEMI JOIN inter i ON f.interaction_id = i.interaction_id
         )
@@ -249,7 +284,9 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
         """,
     )
     first_ts, last_ts, route, n_inter = _q(
-        con, "SELECT min(ts), max(ts), any_value(route), count(*) FROM inter"
+        con,
+        "SELECT strftime(min(ts), '%Y-%m-%dT%H:%M:%S.%gZ'), strftime(max(ts), '%Y-%m-%dT%H:%M:%S.%gZ'), "
+        "any_value(route), count(*) FROM inter",
     )[0]
     versions = tuple(int(v) for (v,) in _q(con, "SELECT DISTINCT config_version FROM inter WHERE config_version IS NOT NULL ORDER BY 1"))
     multi = _q(con, "SELECT count(*) FROM (SELECT unit FROM units GROUP BY unit HAVING count(*) > 1)")[0][0]
@@ -310,7 +347,7 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
     else:
         warnings.append("no expected weights (no config version in the store and none in the criteria); SRM not tested")
 
-    results = _metrics(con, [a.name for a in arms], control, wanted, alpha)
+    results = _metrics(con, [a.name for a in arms], control, wanted, alpha, method, tuning)
     days = 0.0
     if first_ts and last_ts:
         days = (_parse_ts(last_ts) - _parse_ts(first_ts)).total_seconds() / 86400.0
@@ -331,6 +368,8 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
         units_in_multiple_arms=int(multi),
         alpha=alpha,
         warnings=tuple(warnings),
+        method=method,
+        tuning=tuning,
     )
 
 
@@ -338,10 +377,11 @@ def _parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def _metrics(con, arm_names: list[str], control: str, wanted: list[str], alpha: float) -> dict[str, MetricResult]:
+def _metrics(con, arm_names: list[str], control: str, wanted: list[str], alpha: float, method: stats.Method,
+             tuning: float) -> dict[str, MetricResult]:
     raw: dict[str, tuple[MetricKind, dict[str, stats.ArmMoments | stats.RatioMoments], dict[str, int], int]] = {}
-    n_units = {a: n for a, n in _q(con, "SELECT arm, count(*) FROM units GROUP BY arm")}
     n_inter = _q(con, "SELECT count(*) FROM inter")[0][0]
+    inter_by_arm = {a: int(n) for a, n in _q(con, "SELECT arm, sum(n) FROM units GROUP BY arm")}
 
     # Interaction metrics: per-unit means of non-null values.
     sel = ", ".join(f"count({m}), sum({m}), sum({m} * {m})" for m in INTERACTION_METRICS)
@@ -351,82 +391,91 @@ def _metrics(con, arm_names: list[str], control: str, wanted: list[str], alpha: 
             c, s, ss = row[1 + 3 * i : 4 + 3 * i]
             entry = raw.setdefault(m, ("mean", {}, {}, n_inter))
             entry[1][arm] = stats.ArmMoments.from_sums(int(c), float(s or 0.0), float(ss or 0.0))
-    inter_obs = {
-        m: dict(_q(con, f"SELECT arm, count({m}) FROM inter GROUP BY arm")) for m in INTERACTION_METRICS
-    }
-    for m in INTERACTION_METRICS:
-        if m in raw:
-            raw[m][2].update(inter_obs[m])
+    obs_sel = ", ".join(f"count({m})" for m in INTERACTION_METRICS)
+    for row in _q(con, f"SELECT arm, {obs_sel} FROM inter GROUP BY arm"):
+        for i, m in enumerate(INTERACTION_METRICS):
+            raw[m][2][row[0]] = int(row[1 + i])
 
     keys = {k: int(n) for k, n in _q(con, "SELECT key, count(*) FROM fbv WHERE v IS NOT NULL GROUP BY key")}
+    # Count metrics: each unit's share of interactions with the event (no event = 0 for that
+    # interaction) -- but only in an arm where the metric was logged at all (observations > 0).
     zero_keys = [k for k in ZERO_FILL_METRICS if k in keys or k in wanted]
     if zero_keys:
         con.execute("CREATE TEMP TABLE zk AS SELECT * FROM (VALUES " + ", ".join(f"('{k}')" for k in zero_keys) + ") t(key)")
         rows = _q(
             con,
             """
-            SELECT u.arm, zk.key, count(*), sum(coalesce(f.x, 0) / u.n), sum(power(coalesce(f.x, 0) / u.n, 2)), sum(u.n)
+            SELECT u.arm, zk.key, count(*), sum(coalesce(f.x, 0) / u.n), sum(power(coalesce(f.x, 0) / u.n, 2)),
+                   sum(coalesce(f.y, 0))
             FROM units u CROSS JOIN zk LEFT JOIN ufb f ON f.unit = u.unit AND f.arm = u.arm AND f.key = zk.key
             GROUP BY u.arm, zk.key
             """,
         )
         for arm, key, c, s, ss, nobs in rows:
             entry = raw.setdefault(key, ("mean", {}, {}, keys.get(key, 0)))
-            entry[1][arm] = stats.ArmMoments.from_sums(int(c), float(s), float(ss))
+            entry[1][arm] = stats.ArmMoments.from_sums(int(c), float(s), float(ss)) if nobs else \
+                stats.ArmMoments(0, math.nan, math.nan)
             entry[2][arm] = int(nobs)
-    for arm, key, sx, sy, sxx, syy, sxy in _q(
+    # Ratio metrics: per-unit sums over the units with at least one value.
+    for arm, key, n, sx, sy, sxx, syy, sxy in _q(
         con,
-        "SELECT arm, key, sum(x), sum(y), sum(x * x), sum(y * y), sum(x * y) FROM ufb GROUP BY arm, key",
+        "SELECT arm, key, count(*), sum(x), sum(y), sum(x * x), sum(y * y), sum(x * y) FROM ufb GROUP BY arm, key",
     ):
         if key in ZERO_FILL_METRICS:
             continue
         entry = raw.setdefault(key, ("ratio", {}, {}, keys.get(key, 0)))
-        entry[1][arm] = stats.RatioMoments(int(n_units.get(arm, 0)), float(sx), float(sy), float(sxx), float(syy), float(sxy))
+        entry[1][arm] = stats.RatioMoments(int(n), float(sx), float(sy), float(sxx), float(syy), float(sxy))
         entry[2][arm] = int(sy)
 
     out: dict[str, MetricResult] = {}
     for name in [*raw, *[w for w in wanted if w not in raw]]:
         kind, moments, obs, events = raw.get(name, (metric_kind(name), {}, {}, 0))
-        arm_stats: dict[str, ArmStat] = {}
-        for a in arm_names:
-            m = moments.get(a)
-            if m is None:
-                m = stats.ArmMoments(0, math.nan, math.nan) if kind == "mean" else stats.RatioMoments(n_units.get(a, 0), 0, 0, 0, 0, 0)
-            arm_stats[a] = _arm_stat(kind, m, obs.get(a, 0))
-        lifts: dict[str, Lift] = {}
-        c = arm_stats[control].moments
-        for a in arm_names:
-            if a == control:
-                continue
-            t = arm_stats[a].moments
-            if kind == "mean":
-                lifts[a] = Lift(stats.welch(c, t, alpha), stats.relative_lift(c, t, alpha))  # type: ignore[arg-type]
-            else:
-                lifts[a] = Lift(
-                    stats.ratio_compare(c, t, alpha),  # type: ignore[arg-type]
-                    stats.ratio_compare(c, t, alpha, relative=True),  # type: ignore[arg-type]
-                )
-        out[name] = MetricResult(name, kind, arm_stats, lifts, events)
+        out[name] = metric_result(name, kind, moments, obs, inter_by_arm, arm_names, control, alpha, method,
+                                  tuning, events)
     return out
 
 
-def _arm_stat(kind: MetricKind, m: stats.ArmMoments | stats.RatioMoments, observations: int) -> ArmStat:
+def metric_result(
+    name: str, kind: MetricKind, moments: dict[str, stats.ArmMoments | stats.RatioMoments], obs: dict[str, int],
+    interactions: dict[str, int], arm_names: list[str], control: str, alpha: float,
+    method: stats.Method = "sequential", tuning: float = stats.DEFAULT_TUNING, events: int = 0,
+) -> MetricResult:
+    """One metric's per-arm statistics and lifts vs control, from sufficient statistics.
+    (The SQL above produces them from the archive; the gate simulation from numpy.)"""
+    arm_stats: dict[str, ArmStat] = {}
+    for a in arm_names:
+        m = moments.get(a)
+        if m is None:
+            m = stats.ArmMoments(0, math.nan, math.nan) if kind == "mean" else stats.RatioMoments(0, 0, 0, 0, 0, 0)
+        arm_stats[a] = _arm_stat(m, obs.get(a, 0), interactions.get(a, 0))
+    res = MetricResult(name, kind, arm_stats, {}, events)
+    for a in arm_names:
+        if a != control:
+            res.lifts[a] = Lift(compare(res, control, a, "absolute", alpha, method, tuning),
+                                compare(res, control, a, "relative", alpha, method, tuning))
+    return res
+
+
+def _arm_stat(m: stats.ArmMoments | stats.RatioMoments, observations: int, interactions: int) -> ArmStat:
+    cov = observations / interactions if interactions else math.nan
     if isinstance(m, stats.ArmMoments):
         sd = math.sqrt(m.var) if m.n > 1 and math.isfinite(m.var) else math.nan
-        return ArmStat(m.n, observations if m.n else 0, m.mean, sd, m)
+        return ArmStat(m.n, observations if m.n else 0, m.mean, sd, m, cov)
     r, var = stats.ratio_estimate(m)
     if m.sy == 0:
         r = math.nan
     elif not math.isfinite(r):
         r = m.sx / m.sy
     sd = math.sqrt(var * m.n) if math.isfinite(var) else math.nan
-    units_with = m.n if m.sy else 0
-    return ArmStat(units_with, observations, r, sd, m)
+    return ArmStat(m.n if m.sy else 0, observations, r, sd, m, cov)
 
 
 def units_needed(result: MetricResult, control: str, treatment: str, min_effect: float, effect: str,
-                 alpha: float = 0.05, power: float = 0.8) -> int | None:
+                 alpha: float = 0.05, power: float = 0.8, *, method: stats.Method = "sequential",
+                 tuning: float = stats.DEFAULT_TUNING) -> int | None:
     """Units per arm to detect `min_effect` with the given power, from the observed spread."""
+    from evaluation import planning
+
     if min_effect <= 0:
         return None
     c, t = result.arms.get(control), result.arms.get(treatment)
@@ -438,4 +487,5 @@ def units_needed(result: MetricResult, control: str, treatment: str, min_effect:
     sd_t = t.sd if math.isfinite(t.sd) else c.sd
     if c.sd == 0 and sd_t == 0:
         return 2
-    return stats.units_for_mde(c.sd, mde, alpha=alpha, power=power, sd_treatment=sd_t)
+    return planning.units_per_arm(c.sd, mde, alpha=alpha, power=power, sd_treatment=sd_t, method=method,
+                                  tuning=tuning)

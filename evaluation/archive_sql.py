@@ -1,4 +1,10 @@
-"""Reading the JSONL event archive with DuckDB.
+"""Reading the event archive with DuckDB: the one reader (analysis, dataset building,
+`abgate events stats` and the benchmarks all go through it).
+
+The archive is JSONL as `gateway.archive.ArchiveWriter` writes it; closed days may also be
+compacted to Parquet (`evaluation.compact`), and `source_sql` then reads the Parquet file of
+every compacted day whose JSONL files are unchanged and the JSONL of every other day.
+"Latest feedback wins" is written once, in `latest_feedback_sql`.
 
 The archive is read with an explicit column list (one stable schema, no sampling) and
 `ignore_errors`, which turns an unparseable line into an all-NULL row instead of failing
@@ -41,6 +47,20 @@ COLUMNS: dict[str, str] = {
     "value": "JSON",
 }
 
+# Columns other readers need besides the analysis' (dataset building reads conversations).
+EXTRA_COLUMNS: dict[str, str] = {
+    "tenant": "VARCHAR",
+    "messages": "JSON",
+    "response": "VARCHAR",
+    "source": "VARCHAR",
+    "extra": "JSON",
+}
+ALL_COLUMNS: dict[str, str] = {**COLUMNS, **EXTRA_COLUMNS}
+
+# Event time as a timestamp: RFC 3339 strings with or without fractions or offsets sort
+# wrongly as text ("...:05Z" > "...:05.900Z"). Unparseable times sort first.
+TS_SQL = "coalesce(TRY_CAST(ts AS TIMESTAMPTZ), TIMESTAMPTZ '-infinity')"
+
 MAX_REPORTED_LINES = 20
 
 
@@ -66,13 +86,48 @@ def archive_files(state_dir: Path) -> list[str]:
     return sorted(glob.glob(glob_pattern(state_dir), recursive=True))
 
 
-def read_json_sql(state_dir: Path) -> str:
-    """A `read_json(...)` table expression over the whole archive."""
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items())
-    pattern = glob_pattern(state_dir).replace("'", "''")
+def _lit(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+def read_json_sql(state_dir: Path, columns: dict[str, str] | None = None, files: list[str] | None = None) -> str:
+    """A `read_json(...)` table expression over the whole JSONL archive (or `files`), with an
+    explicit column list (one stable schema, no sampling) and `filename`."""
+    cols = ", ".join(f"'{k}': '{v}'" for k, v in (columns or COLUMNS).items())
+    src = "[" + ", ".join(_lit(f) for f in files) + "]" if files is not None else _lit(glob_pattern(state_dir))
     return (
-        f"read_json('{pattern}', format='newline_delimited', columns={{{cols}}}, "
+        f"read_json({src}, format='newline_delimited', columns={{{cols}}}, "
         "ignore_errors=true, filename=true, maximum_object_size=67108864)"
+    )
+
+
+def source_sql(state_dir: Path, columns: dict[str, str] | None = None) -> str:
+    """A table expression over every event: the Parquet of each valid compacted day plus the
+    JSONL of all other days (same columns, `filename` included). Without compaction it is
+    `read_json_sql`."""
+    from evaluation import compact  # compact imports this module
+
+    cols = columns or COLUMNS
+    parquet, jsonl = compact.split_sources(state_dir)
+    if not parquet:
+        return read_json_sql(state_dir, cols)
+    names = ", ".join(f'"{k}"' for k in cols)
+    parts = [f"SELECT {names}, filename FROM read_parquet([{', '.join(map(_lit, parquet))}], filename=true)"]
+    if jsonl:
+        parts.append(f"SELECT {names}, filename FROM {read_json_sql(state_dir, cols, jsonl)}")
+    return "(" + " UNION ALL ".join(parts) + ")"
+
+
+def latest_feedback_sql(source: str, columns: tuple[str, ...] = ("value",), where: str = "") -> str:
+    """SELECT interaction_id, metric, <columns> of the latest feedback event per (interaction,
+    metric): by parsed timestamp, ties by the larger event_id; exact duplicates collapse."""
+    packed = ", ".join(f"{c} := {c}" for c in columns)
+    cond = f" AND ({where})" if where else ""
+    return (
+        f"SELECT interaction_id, metric, {', '.join(f'l.{c} AS {c}' for c in columns)} FROM ("
+        f"SELECT interaction_id, metric, arg_max(struct_pack({packed}), ({TS_SQL}, coalesce(event_id, ''))) AS l "
+        f"FROM {source} WHERE kind = 'feedback' AND metric IS NOT NULL AND interaction_id IS NOT NULL{cond} "
+        "GROUP BY interaction_id, metric)"
     )
 
 

@@ -7,6 +7,10 @@ offline: baseline/candidate eval runs (run id or path under <state>/evals), metr
 
 Thresholds: `min_effect` (success) and `tolerance` (guardrails) are measured on the
 lift named by `effect`: absolute = treatment - control, relative = (t - c) / c.
+
+Online decisions are safe to re-run every day by default: `inference: sequential`
+(confidence sequences tuned for `expected_units`), Bonferroni within the success family
+and within the guardrail family, and minimum data before anything is decided.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from gateway.config import yaml_error_message
 
 Direction = Literal["increase", "decrease"]
 Effect = Literal["absolute", "relative"]
+Inference = Literal["sequential", "fixed"]
+Multiplicity = Literal["bonferroni", "none"]
+
+DEFAULT_MIN_UNITS_PER_ARM = 100
+DEFAULT_MIN_DAYS = 7.0  # a full week: weekday/weekend cycles
+DEFAULT_GUARDRAIL_MIN_UNITS = 30  # units with data per arm before a guardrail may stop anything
+DEFAULT_EXPECTED_UNITS = 5000  # gbstats' default sequential tuning parameter
 
 
 class CriteriaError(ValueError):
@@ -50,8 +61,14 @@ class Criteria(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     treatment: str = "treatment"
     alpha: float = 0.05
     power: float = 0.8
-    min_units_per_arm: int = 0
-    min_days: float = 0.0
+    # sequential: valid at any number of looks (re-run the gate daily); fixed: one
+    # pre-registered look at the planned end (Welch t intervals)
+    inference: Inference = "sequential"
+    expected_units: int = DEFAULT_EXPECTED_UNITS  # total units in both arms at the planned end
+    multiplicity: Multiplicity = "bonferroni"  # within success and within guardrails
+    min_units_per_arm: int = DEFAULT_MIN_UNITS_PER_ARM
+    min_days: float = DEFAULT_MIN_DAYS
+    guardrail_min_units: int = DEFAULT_GUARDRAIL_MIN_UNITS
     srm_p: float = 0.001
     expected_weights: dict[str, float] | None = None
     success: tuple[Criterion, ...] = ()
@@ -60,6 +77,12 @@ class Criteria(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     baseline: str | None = None
     candidate: str | None = None
     min_examples: int = 0
+
+    def family_alpha(self, role: str) -> float:
+        """Per-criterion alpha: Bonferroni within the success family and within the
+        guardrail family, so adding a guardrail does not inflate false NO-GO."""
+        k = len(self.success) if role == "success" else len(self.guardrails)
+        return self.alpha / k if self.multiplicity == "bonferroni" and k > 1 else self.alpha
 
     @property
     def metrics(self) -> list[str]:
@@ -91,8 +114,11 @@ def validate(raw: Any) -> Criteria:
         raise CriteriaError("power", f"must be between 0 and 1, got {crit.power}")
     if not 0 <= crit.srm_p < 1:
         raise CriteriaError("srm_p", f"must be in [0, 1), got {crit.srm_p}")
-    if crit.min_units_per_arm < 0 or crit.min_days < 0 or crit.min_examples < 0:
-        raise CriteriaError("min_units_per_arm", "minimums must be >= 0")
+    for name in ("min_units_per_arm", "min_days", "min_examples", "guardrail_min_units"):
+        if getattr(crit, name) < 0:
+            raise CriteriaError(name, "minimums must be >= 0")
+    if crit.expected_units < 2:
+        raise CriteriaError("expected_units", f"must be >= 2 (total units expected in both arms), got {crit.expected_units}")
     if crit.control == crit.treatment:
         raise CriteriaError("treatment", "control and treatment must be different arms")
     if crit.stage == "offline":

@@ -35,6 +35,8 @@ def markdown(d: Decision) -> str:
         f"- control: `{d.control}`; treatment: `{d.treatment}`",
         f"- data: {d.data_first_ts} .. {d.data_last_ts} ({_g(d.days, '.2f')} days; minimum {d.min_days})",
         f"- SRM p: {_g(d.srm_p)} (HOLD below {d.srm_threshold})",
+        f"- inference: {d.inference or 'n/a'}" + (f" (look {d.look} at this phase)" if d.look else ""),
+        f"- multiplicity: {d.multiplicity or 'n/a'}",
         f"- archive: {d.archive_files} files, {d.archive_corrupt_lines} unreadable lines",
         f"- criteria: `{d.criteria_path}` sha256 `{d.criteria_sha256}`",
         f"- decided by {d.decided_by or 'unknown'} at {d.decided_at}",
@@ -52,15 +54,22 @@ def markdown(d: Decision) -> str:
         lines += [
             "## Metrics",
             "",
-            "| metric | role | control | treatment | lift | 95% CI | p | threshold | verdict | units needed |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| metric | role | control | treatment | units (c / t) | coverage (c / t) | lift | CI (level) | p | "
+            "threshold | verdict | units needed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m in d.metrics:
+            level = f" ({1 - m.alpha:.4g})" if m.alpha is not None else ""
             lines.append(
                 f"| {m.metric} | {m.role} ({m.direction}, {m.effect}) | {_g(m.control_value)} | "
-                f"{_g(m.treatment_value)} | {_g(m.estimate)} | [{_g(m.low)}, {_g(m.high)}] | {_g(m.p_value, '.3g')} | "
+                f"{_g(m.treatment_value)} | {m.n_control} / {m.n_treatment} | "
+                f"{_g(m.coverage_control, '.1%')} / {_g(m.coverage_treatment, '.1%')} | {_g(m.estimate)} | "
+                f"[{_g(m.low)}, {_g(m.high)}]{level} | {_g(m.p_value, '.3g')} | "
                 f"{m.threshold:+.4g} | {m.verdict}{' — ' + m.note if m.note else ''} | {m.units_needed or ''} |"
             )
+        lines.append("")
+        lines += ["Metric definitions (gateway.metric_catalog):", ""]
+        lines += [f"- `{m.metric}`: {m.definition}" for m in d.metrics if m.definition]
         lines.append("")
     if d.archive_corrupt_examples:
         lines += ["## Unreadable archive lines", "", *[f"- `{x}`" for x in d.archive_corrupt_examples], ""]

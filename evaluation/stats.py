@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -42,7 +43,17 @@ __all__ = [
     "srm_test",
     "units_for_mde",
     "z_crit",
+    "Method",
+    "DEFAULT_TUNING",
+    "welch_df",
+    "sequential_rho",
+    "sequential_halfwidth",
+    "sequential_p_value",
+    "finish",
 ]
+
+Method = Literal["fixed", "sequential"]
+DEFAULT_TUNING = 5000.0  # gbstats' default sequential tuning parameter (expected total units)
 
 
 # ---------------------------------------------------------------------------------------
@@ -66,6 +77,8 @@ class Comparison:
     se: float
     p_value: float
     df: float | None = None  # Welch degrees of freedom; None for normal-approximation tests
+    method: str = "fixed"  # "fixed" (one pre-registered look) or "sequential" (valid at any look)
+    note: str = ""  # why there is no interval (NaNs), e.g. zero variance or too few units
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +171,67 @@ def z_crit(alpha: float = 0.05) -> float:
     return float(_scipy_stats().norm.ppf(1.0 - alpha / 2.0))
 
 
-def _normal_comparison(estimate: float, se: float, alpha: float, null: float = 0.0) -> Comparison:
+def _nan(note: str, method: str = "fixed") -> Comparison:
+    return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan, None, method, note)
+
+
+def welch_df(var_c: float, n_c: int, var_t: float, n_t: int) -> float:
+    """Welch-Satterthwaite degrees of freedom from unit-level variances (gbstats `TTest.dof`)."""
+    a, b = var_c / n_c, var_t / n_t
+    return (a + b) ** 2 / (a * a / (n_c - 1) + b * b / (n_t - 1))
+
+
+def sequential_rho(alpha: float, tuning: float = DEFAULT_TUNING) -> float:
+    """The mixing parameter of the two-sided asymptotic confidence sequence (Waudby-Smith et
+    al. 2023, eq. 161; gbstats `sequential_rho`): chosen so the sequence is tightest when the
+    total sample size reaches `tuning` (the expected number of units in the two arms)."""
+    la = -2.0 * math.log(alpha)
+    return math.sqrt((la + math.log(la + 1.0)) / tuning)
+
+
+def sequential_halfwidth(se: float, n: int, alpha: float, rho: float) -> float:
+    """Half-width of the asymptotic confidence sequence at total sample size n (eq. 9 of
+    Waudby-Smith et al. 2023; gbstats `sequential_interval_halfwidth` with s2 = se^2 n)."""
+    s2 = se * se * n
+    nr2 = n * rho * rho
+    return math.sqrt(s2 * 2.0 * (nr2 + 1.0) * math.log(math.sqrt(nr2 + 1.0) / alpha) / (n * rho) ** 2)
+
+
+def sequential_p_value(estimate: float, se: float, n: int, rho: float, null: float = 0.0) -> float:
+    """Always-valid p-value, 1 / e-value (eq. 155; gbstats `SequentialTwoSidedTTest.p_value`)."""
+    st2 = (estimate - null) ** 2 * n / (se * se)
+    tr2p1 = n * rho * rho + 1.0
+    log_e = rho * rho * st2 / (2.0 * tr2p1) - 0.5 * math.log(tr2p1)
+    return 1.0 if log_e <= 0 else min(1.0, math.exp(-log_e))
+
+
+def finish(
+    estimate: float, se: float, alpha: float, *, df: float | None, n: int, method: Method = "fixed",
+    tuning: float = DEFAULT_TUNING, null: float = 0.0,
+) -> Comparison:
+    """Interval and p for an estimate with standard error `se`.
+
+    fixed: Welch t quantiles with `df` (normal when df is None), as gbstats' TwoSidedTTest;
+    sequential: the asymptotic confidence sequence over n total units (gbstats'
+    SequentialTwoSidedTTest), valid however often it is looked at.
+    A zero or undefined standard error gives NaNs with a note: no decision from it.
+    """
     if not (math.isfinite(estimate) and math.isfinite(se)) or se < 0:
-        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+        return _nan("estimate or variance undefined", method)
     if se == 0:
-        p = 1.0 if estimate == null else 0.0
-        return Comparison(estimate, estimate, estimate, 0.0, p)
-    z = z_crit(alpha)
-    p = float(2.0 * _scipy_stats().norm.sf(abs((estimate - null) / se)))
-    return Comparison(estimate, estimate - z * se, estimate + z * se, se, p)
+        return _nan("zero variance: every value is the same, no interval", method)
+    if method == "sequential":
+        rho = sequential_rho(alpha, tuning)
+        hw = sequential_halfwidth(se, n, alpha, rho)
+        p = sequential_p_value(estimate, se, n, rho, null)
+        return Comparison(estimate, estimate - hw, estimate + hw, se, p, df, "sequential")
+    if df is None or not math.isfinite(df):
+        q = z_crit(alpha)
+        p = float(2.0 * _scipy_stats().norm.sf(abs((estimate - null) / se)))
+    else:
+        q = float(_scipy_stats().t.ppf(1 - alpha / 2, df))
+        p = float(2.0 * _scipy_stats().t.sf(abs((estimate - null) / se), df))
+    return Comparison(estimate, estimate - q * se, estimate + q * se, se, p, df, "fixed")
 
 
 # ---------------------------------------------------------------------------------------
@@ -278,44 +343,68 @@ def paired_bootstrap(
 # Two-sample comparisons on per-unit aggregates (online analysis)
 
 
-def welch(control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05) -> Comparison:
-    """Welch's t-test / CI for mean(treatment) - mean(control) from per-unit moments.
+MIN_UNITS = 2  # fewer units with a value in an arm: no variance, no interval
 
-    Matches `scipy.stats.ttest_ind(t, c, equal_var=False)` for the p-value and its
-    `confidence_interval()`. Needs >= 2 units per arm, else NaNs.
+
+def _too_few(nc: int, nt: int, method: str) -> Comparison | None:
+    if nc < MIN_UNITS or nt < MIN_UNITS:
+        return _nan(f"too few units with a value (control {nc}, treatment {nt}; need {MIN_UNITS} each)", method)
+    return None
+
+
+def _zero_var(vc: float, vt: float, method: str) -> Comparison | None:
+    # gbstats: an arm with zero (or negative) variance gives no result (ZERO_NEGATIVE_VARIANCE).
+    if not (vc > 0 and vt > 0):
+        which = ", ".join(n for n, v in (("control", vc), ("treatment", vt)) if not v > 0)
+        return _nan(f"zero variance in {which}: every unit has the same value, no interval", method)
+    return None
+
+
+def welch(
+    control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05, *, method: Method = "fixed",
+    tuning: float = DEFAULT_TUNING,
+) -> Comparison:
+    """mean(treatment) - mean(control) from per-unit moments.
+
+    fixed: Welch's t-test; matches `scipy.stats.ttest_ind(t, c, equal_var=False)` for the
+    p-value and its `confidence_interval()`. sequential: the confidence sequence.
+    Needs >= 2 units per arm and non-zero variance in both arms, else NaNs with a note.
     """
-    if control.n < 2 or treatment.n < 2:
-        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
-    vc, vt = control.var / control.n, treatment.var / treatment.n
+    bad = _too_few(control.n, treatment.n, method) or _zero_var(control.var, treatment.var, method)
+    if bad:
+        return bad
     diff = treatment.mean - control.mean
-    se2 = vc + vt
-    if se2 <= 0:
-        p = 1.0 if diff == 0 else 0.0
-        return Comparison(diff, diff, diff, 0.0, p, float(control.n + treatment.n - 2))
-    se = math.sqrt(se2)
-    df = se2 * se2 / (vc * vc / (control.n - 1) + vt * vt / (treatment.n - 1))
-    t = diff / se
-    q = float(_scipy_stats().t.ppf(1 - alpha / 2, df))
-    p = float(2 * _scipy_stats().t.sf(abs(t), df))
-    return Comparison(diff, diff - q * se, diff + q * se, se, p, float(df))
+    se = math.sqrt(control.var / control.n + treatment.var / treatment.n)
+    df = welch_df(control.var, control.n, treatment.var, treatment.n)
+    return finish(diff, se, alpha, df=df, n=control.n + treatment.n, method=method, tuning=tuning)
 
 
 def welch_from_samples(control: Sequence[float], treatment: Sequence[float], alpha: float = 0.05) -> Comparison:
     return welch(ArmMoments.from_values(control), ArmMoments.from_values(treatment), alpha)
 
 
-def relative_lift(control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05) -> Comparison:
-    """(mean_t - mean_c) / mean_c with a delta-method normal CI (independent arms).
+def _relative(mc: float, vmc: float, mt: float, vmt: float) -> tuple[float, float]:
+    """(mt/mc - 1, Var) by the delta method for independent arm means (gbstats
+    `variance_of_ratios`): Var ~= Var(mt)/mc^2 + mt^2 Var(mc)/mc^4."""
+    return mt / mc - 1.0, vmt / mc**2 + mt**2 * vmc / mc**4
 
-    Var(mt/mc) ~= Var(mt)/mc^2 + mt^2 Var(mc)/mc^4. Undefined (NaN) when the control
-    mean is 0 or an arm has fewer than 2 units.
-    """
-    if control.n < 2 or treatment.n < 2 or control.mean == 0 or not math.isfinite(control.mean):
-        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
-    mc, mt = control.mean, treatment.mean
-    vmc, vmt = control.var / control.n, treatment.var / treatment.n
-    var = vmt / mc**2 + mt**2 * vmc / mc**4
-    return _normal_comparison(mt / mc - 1.0, math.sqrt(max(var, 0.0)), alpha)
+
+def relative_lift(
+    control: ArmMoments, treatment: ArmMoments, alpha: float = 0.05, *, method: Method = "fixed",
+    tuning: float = DEFAULT_TUNING,
+) -> Comparison:
+    """(mean_t - mean_c) / mean_c with a delta-method CI (independent arms); fixed intervals
+    use Welch t quantiles as gbstats does. NaN when the control mean is 0, an arm has fewer
+    than 2 units or zero variance."""
+    bad = _too_few(control.n, treatment.n, method) or _zero_var(control.var, treatment.var, method)
+    if bad:
+        return bad
+    if control.mean == 0 or not math.isfinite(control.mean):
+        return _nan("control mean is 0: relative lift undefined", method)
+    est, var = _relative(control.mean, control.var / control.n, treatment.mean, treatment.var / treatment.n)
+    df = welch_df(control.var, control.n, treatment.var, treatment.n)
+    return finish(est, math.sqrt(max(var, 0.0)), alpha, df=df, n=control.n + treatment.n, method=method,
+                  tuning=tuning)
 
 
 def ratio_estimate(m: RatioMoments) -> tuple[float, float]:
@@ -336,20 +425,30 @@ def ratio_estimate(m: RatioMoments) -> tuple[float, float]:
 
 
 def ratio_compare(
-    control: RatioMoments, treatment: RatioMoments, alpha: float = 0.05, relative: bool = False
+    control: RatioMoments, treatment: RatioMoments, alpha: float = 0.05, relative: bool = False, *,
+    method: Method = "fixed", tuning: float = DEFAULT_TUNING,
 ) -> Comparison:
     """Compare a ratio metric (e.g. thumbs-up rate over interactions with feedback) between
-    arms, with unit-level delta-method variances. relative=True gives (Rt - Rc) / Rc."""
+    arms, with unit-level delta-method variances. relative=True gives (Rt - Rc) / Rc.
+    Fixed intervals use Welch t quantiles on the unit-level variances (gbstats)."""
+    bad = _too_few(control.n, treatment.n, method)
+    if bad:
+        return bad
     rc, vc = ratio_estimate(control)
     rt, vt = ratio_estimate(treatment)
     if not (math.isfinite(rc) and math.isfinite(rt)):
-        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
+        return _nan("no denominator in an arm", method)
+    bad = _zero_var(vc, vt, method)
+    if bad:
+        return bad
+    df = welch_df(vc * control.n, control.n, vt * treatment.n, treatment.n)
+    n = control.n + treatment.n
     if not relative:
-        return _normal_comparison(rt - rc, math.sqrt(vc + vt), alpha)
+        return finish(rt - rc, math.sqrt(vc + vt), alpha, df=df, n=n, method=method, tuning=tuning)
     if rc == 0:
-        return Comparison(math.nan, math.nan, math.nan, math.nan, math.nan)
-    var = vt / rc**2 + rt**2 * vc / rc**4
-    return _normal_comparison(rt / rc - 1.0, math.sqrt(var), alpha)
+        return _nan("control rate is 0: relative lift undefined", method)
+    est, var = _relative(rc, vc, rt, vt)
+    return finish(est, math.sqrt(var), alpha, df=df, n=n, method=method, tuning=tuning)
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,15 +12,14 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from gateway import metric_catalog as catalog
 from gateway.routing import bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
 _HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
-BUILTIN_METRICS = frozenset(
-    {"thumbs", "edited_response", "followup", "csat", "approved", "policy_violation", "review"}
-)
+BUILTIN_METRICS = frozenset(catalog.BUILTIN_FEEDBACK)
 
 
 class ConfigError(ValueError):
@@ -218,7 +217,7 @@ def _check_semantics(cfg: RouterConfig) -> None:
                 if r not in cfg.routes:
                     raise ConfigError(f"auth.keys[{i}].routes", f"unknown route {r!r}")
     for name in cfg.metrics:
-        if name in BUILTIN_METRICS or name in ("error", "latency_ms"):
+        if name in catalog.CATALOG:  # feedback and interaction metrics (gateway.metric_catalog)
             raise ConfigError(f"metrics.{name}", "clashes with a built-in metric")
 
 
@@ -245,8 +244,22 @@ def to_yaml(cfg: RouterConfig) -> str:
     return yaml.safe_dump(to_builtins(cfg), sort_keys=False)
 
 
+def starts_new_phase(prev: Route, new: Route) -> bool:
+    """Does changing `prev` into `new` start a new phase? Any change that can move a unit
+    to another arm or change what an arm serves: the arm set (names, models, weights),
+    coverage, the hashing (`hash_version`, `hash_attribute`) or the experiment (its name
+    seeds the hash). Units seen in two arms of one phase make the analysis HOLD."""
+    return (
+        prev.arms != new.arms
+        or prev.coverage != new.coverage
+        or prev.hash_version != new.hash_version
+        or prev.hash_attribute != new.hash_attribute
+        or prev.experiment != new.experiment
+    )
+
+
 def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterConfig:
-    """Start a new phase on every route whose arms (models or weights) or coverage changed."""
+    """Start a new phase on every route where `starts_new_phase` says so."""
     if old is None:
         return new
     routes = {}
@@ -255,7 +268,7 @@ def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterCon
         if prev is None or prev.experiment != route.experiment:
             routes[name] = route
             continue
-        changed = prev.arms != route.arms or prev.coverage != route.coverage
+        changed = starts_new_phase(prev, route)
         phase = max(route.phase, prev.phase + 1) if changed else max(route.phase, prev.phase)
         routes[name] = msgspec.structs.replace(route, phase=phase)
     return msgspec.structs.replace(new, routes=routes)

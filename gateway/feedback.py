@@ -27,6 +27,7 @@ from litestar import Request, Response, post
 
 from gateway import events as ev
 from gateway.auth import AuthIndex, Principal, bearer
+from gateway import metric_catalog as catalog
 from gateway.config import CustomMetric
 from gateway.errors import ApiError, error_body
 from gateway.ids import InteractionRef, InvalidInteractionId
@@ -40,9 +41,9 @@ LRU_SIZE = 100_000
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 REDIS_KEY_PREFIX = "abgate:feedback:"
 
-BUILTIN_METRICS = ("thumbs", "edited_response", "followup", "csat", "approved", "policy_violation", "review")
+BUILTIN_METRICS = catalog.BUILTIN_FEEDBACK
 SOURCES = ("user", "reviewer", "system")
-REVIEW_SCORES = ("factuality", "helpfulness", "tone", "policy", "completeness", "overall")
+REVIEW_SCORES = catalog.REVIEW_SCORES
 _RESERVED = {"interaction_id", "metric", "value", "idempotency_key", "source"}
 _JSON_CT = "application/json"
 _decoder = msgspec.json.Decoder()
@@ -118,18 +119,20 @@ def _review(v: Any) -> dict[str, Any]:
 
 
 def validate_value(metric: str, value: Any, custom: Mapping[str, CustomMetric]) -> Any:
-    """The normalized value for `metric`, or an ApiError(400) naming what is wrong."""
-    if metric == "thumbs":
-        if not _is_int(value) or value not in (1, -1):
+    """The normalized value for `metric`, or an ApiError(400) naming what is wrong.
+    Built-in metrics take the values `gateway.metric_catalog` gives them."""
+    kind = catalog.CATALOG[metric].value_type if metric in BUILTIN_METRICS else None
+    if kind == "thumbs":
+        if not _is_int(value) or value not in catalog.THUMBS_VALUES:
             raise _bad(f"`value` for metric `thumbs` must be 1 or -1, got {_show(value)}", "value")
         return value
-    if metric == "edited_response":
+    if kind == "text":
         return _text(value, "value")
-    if metric in ("followup", "approved", "policy_violation"):
+    if kind == "boolean":
         return _bool(value, "value")
-    if metric == "csat":
+    if kind == "score":
         return _int_range(value, 1, 5, "value")
-    if metric == "review":
+    if kind == "review":
         return _review(value)
     spec = custom.get(metric)
     if spec is None:

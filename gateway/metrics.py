@@ -35,6 +35,8 @@ from prometheus_client import (
     values,
 )
 
+from gateway import metric_catalog as catalog
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Whole-request latency and TTFT: LLM completions run from ~100 ms to minutes.
@@ -48,14 +50,9 @@ STATUSES = frozenset({"ok", "upstream_error", "timeout", "client_closed", "rejec
 EVENT_OUTCOMES = frozenset({"written", "dropped", "spooled", "replayed", "failed"})
 EVENT_KINDS = frozenset({"interaction", "feedback", "decision", "config", "audit"})
 FEEDBACK_OUTCOMES = frozenset({"positive", "negative", "neutral", "value"})
-BUILTIN_FEEDBACK_METRICS = frozenset(
-    {"thumbs", "edited_response", "followup", "csat", "approved", "policy_violation", "review"})
+BUILTIN_FEEDBACK_METRICS = frozenset(catalog.BUILTIN_FEEDBACK)
 # Series created at 0 per (route, arm) so feedback rates and alerts work from the start.
-_BUILTIN_FEEDBACK_OUTCOMES: dict[str, tuple[str, ...]] = {
-    "thumbs": ("positive", "negative"), "approved": ("positive", "negative"),
-    "policy_violation": ("positive", "negative"), "followup": ("positive", "negative"),
-    "edited_response": ("positive",), "csat": ("value",), "review": ("value",),
-}
+_BUILTIN_FEEDBACK_OUTCOMES: dict[str, tuple[str, ...]] = {m: catalog.outcomes(m) for m in catalog.BUILTIN_FEEDBACK}
 UNKNOWN = "unknown"
 OTHER = "other"
 
@@ -87,26 +84,7 @@ def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
-def feedback_outcome(metric: str, value: Any) -> tuple[str, float | None]:
-    """Map a feedback value to (outcome label, number added to the value sum).
-
-    positive/negative: thumbs +1/-1, booleans true/false ("the flag is set", e.g. a policy
-    violation is `positive`), an edit was submitted (`edited_response`); value: numeric
-    feedback (csat, float custom metrics, review -> its `overall`); neutral: anything else.
-    """
-    if isinstance(value, bool):
-        return ("positive" if value else "negative"), (1.0 if value else 0.0)
-    if metric == "thumbs" and isinstance(value, int | float):
-        return ("positive" if value > 0 else "negative"), (1.0 if value > 0 else 0.0)
-    if isinstance(value, int | float):
-        return "value", float(value)
-    if metric == "edited_response" and isinstance(value, str):
-        return "positive", 1.0
-    if isinstance(value, Mapping):
-        overall = value.get("overall")
-        if isinstance(overall, int | float) and not isinstance(overall, bool):
-            return "value", float(overall)
-    return "neutral", None
+feedback_outcome = catalog.feedback_outcome  # one meaning of a feedback value (gateway.metric_catalog)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gateway import metric_catalog as catalog
 from training import dedup
 from training.registry import content_sha
 from training.sources import Candidate
@@ -47,14 +48,16 @@ class BuildResult:
 
 
 def signal_of(fb: dict[str, Any]) -> str:
+    """Feedback values read as `gateway.metric_catalog.feedback_outcome` reads them."""
     if isinstance(fb.get("edited_response"), str) and fb["edited_response"].strip():
         return "edited"
-    thumbs = fb.get("thumbs")
-    if thumbs is not None and _num(thumbs) is not None and _num(thumbs) < 0:  # type: ignore[operator]
+    t = _num(fb["thumbs"]) if fb.get("thumbs") is not None else None
+    thumbs = catalog.feedback_outcome("thumbs", t)[0] if t is not None and t != 0 else None
+    if thumbs == "negative":
         return "thumbs_down"
-    if fb.get("followup") is True:
+    if fb.get("followup") is not None and catalog.feedback_outcome("followup", fb["followup"])[0] == "positive":
         return "followup"
-    if thumbs is not None and _num(thumbs) is not None and _num(thumbs) > 0:  # type: ignore[operator]
+    if thumbs == "positive":
         return "thumbs_up"
     return "no_followup"
 

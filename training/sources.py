@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from evaluation import archive_sql
 from gateway.archive import glob_pattern
 
 _COLUMNS = {
@@ -59,19 +60,13 @@ class ArchiveFilter:
     include_eval: bool = False
 
 
-def _read_json(state_dir: Path) -> str:
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items())
-    pattern = glob_pattern(state_dir).replace("'", "''")
-    return (f"read_json('{pattern}', format='newline_delimited', columns={{{cols}}}, ignore_errors=true,"
-            " filename=true, maximum_object_size=67108864)")
-
-
 def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple[list[Candidate], list[Skipped]]:
     if not glob.glob(glob_pattern(state_dir), recursive=True):
         return [], []
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM {_read_json(state_dir)}")
+        # The one archive reader (JSONL + compacted Parquet days), with the columns used here.
+        con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM {archive_sql.source_sql(state_dir, _COLUMNS)}")
         skipped = [Skipped(f"{r[0]}", f"{r[1]} unreadable archive line(s)") for r in con.execute(
             "SELECT filename, count(*) FROM ev WHERE kind IS NULL GROUP BY filename ORDER BY filename").fetchall()]
         where, args = ["kind = 'interaction'", "status = 'ok'", "response IS NOT NULL", "response <> ''"], []
@@ -90,12 +85,7 @@ def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple
         rows = con.execute(
             "SELECT interaction_id, tenant, ts, route, arm, model, messages, response FROM ev WHERE "
             + " AND ".join(where) + " ORDER BY ts, interaction_id", args).fetchall()
-        fb = con.execute(
-            """
-            SELECT interaction_id, metric, value, ts, source, extra FROM ev
-            WHERE kind = 'feedback' AND interaction_id IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY interaction_id, metric ORDER BY ts DESC, event_id DESC) = 1
-            """).fetchall()
+        fb = con.execute(archive_sql.latest_feedback_sql("ev", ("value", "ts", "source", "extra"))).fetchall()
     finally:
         con.close()
     feedback: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {}

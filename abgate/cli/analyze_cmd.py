@@ -34,13 +34,15 @@ def to_dict(a: an.Analysis) -> dict[str, Any]:
         "archive": {"files": a.archive.files, "corrupt_lines": a.archive.corrupt_lines,
                     "examples": [f"{e.path}:{e.line}: {e.error}" for e in a.archive.examples]},
         "units_in_multiple_arms": a.units_in_multiple_arms, "warnings": list(a.warnings),
+        "inference": {"method": a.method, "expected_units": a.tuning, "alpha": a.alpha},
         "metrics": {
             name: {
-                "kind": r.kind, "events": r.events,
-                "arms": {k: {"units": s.units, "observations": s.observations, "mean": f(s.mean), "sd": f(s.sd)}
+                "kind": r.kind, "definition": r.definition, "events": r.events,
+                "arms": {k: {"units": s.units, "observations": s.observations, "coverage": f(s.coverage),
+                             "mean": f(s.mean), "sd": f(s.sd)}
                          for k, s in r.arms.items()},
                 "lifts": {k: {eff: {"estimate": f(c.estimate), "low": f(c.low), "high": f(c.high),
-                                    "p_value": f(c.p_value)}
+                                    "p_value": f(c.p_value), "method": c.method, "note": c.note}
                               for eff, c in (("absolute", l.absolute), ("relative", l.relative))}
                           for k, l in r.lifts.items()},
             }
@@ -54,16 +56,26 @@ def analyze(
     phase: Annotated[int | None, typer.Option(help="Phase to analyse (default: latest).")] = None,
     control: Annotated[str | None, typer.Option(help="Control arm (default: the config's arms[0]).")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Only these metrics (repeatable).")] = None,
+    inference: Annotated[str, typer.Option(
+        help="sequential (confidence sequences, valid at any number of looks) or fixed (one pre-registered look).",
+    )] = "sequential",
+    expected_units: Annotated[int, typer.Option(
+        help="Sequential tuning: total units expected in both arms at the planned end.")] = 5000,
     state: StateDir = None,
     redis: RedisUrl = None,
     json: JsonOut = False,
 ) -> None:
     """Per-arm units, metric means, lifts with 95% CIs, SRM and days elapsed for one phase."""
     sdir = state_dir(state)
+    if inference not in ("sequential", "fixed"):
+        raise fail(f"--inference must be sequential or fixed, got {inference!r}", 2)
+    if expected_units < 2:
+        raise fail("--expected-units must be >= 2", 2)
     try:
         with console.status(f"analysing {experiment} in {sdir / 'events'} ...", spinner="dots"):
             a = an.analyze(sdir, experiment, phase=phase, control=control, metrics=metric or [],
-                           store=open_store(state, redis))
+                           store=open_store(state, redis), method="fixed" if inference == "fixed" else "sequential",
+                           tuning=float(expected_units))
     except an.AnalysisError as e:
         raise fail(str(e)) from None
     if metric:
@@ -84,10 +96,14 @@ def analyze(
     if a.srm:
         console.print(f"SRM chi-square {_g(a.srm.chi2)}  p = {_g(a.srm.p_value, '.3g')}", highlight=False)
     others = [s.name for s in a.arms if s.name != a.control]
-    t = Table("metric", "kind", *[f"{s.name} mean (units/obs)" for s in a.arms],
-              *[h for o in others for h in (f"{o} abs lift [95% CI]", "rel lift [95% CI]", "p")], title="Metrics")
+    level = f"{1 - a.alpha:.0%}"
+    t = Table("metric", "kind", *[f"{s.name} mean (units/obs, coverage)" for s in a.arms],
+              *[h for o in others for h in (f"{o} abs lift [{level} CI]", f"rel lift [{level} CI]", "p")],
+              title=f"Metrics ({a.method} intervals" + (f", expected_units {a.tuning:.0f})" if a.method == "sequential"
+                                                         else ")"))
     for name, r in a.metrics.items():
-        cells = [f"{_g(r.arms[s.name].mean)} ({r.arms[s.name].units}/{r.arms[s.name].observations})" for s in a.arms]
+        cells = [f"{_g(r.arms[s.name].mean)} ({r.arms[s.name].units}/{r.arms[s.name].observations}, "
+                 f"{_g(r.arms[s.name].coverage, '.0%')})" for s in a.arms]
         for o in others:
             l = r.lifts[o]
             cells += [f"{_g(l.absolute.estimate)} [{_g(l.absolute.low)}, {_g(l.absolute.high)}]",
@@ -95,6 +111,9 @@ def analyze(
                       _g(l.absolute.p_value, ".3g")]
         t.add_row(name, r.kind, *cells)
     console.print(t)
+    console.print("units = units with a value; coverage = share of the arm's interactions with the metric; "
+                  "mean = per-unit mean, ratio = sum over interactions with the feedback (gateway.metric_catalog)",
+                  highlight=False)
     if not a.archive.ok:
         console.print(f"[bold red]archive: {a.archive.corrupt_lines} unreadable line(s)[/]")
         for e in a.archive.examples:

@@ -77,7 +77,8 @@ def count_events(sd: Path) -> dict[str, Any]:
     """Events per kind (and corrupt lines) in the archive, read by DuckDB as it is."""
     import duckdb
 
-    from gateway.archive import events_dir, glob_pattern
+    from evaluation import archive_sql
+    from gateway.archive import events_dir
 
     root = events_dir(sd)
     if not root.is_dir() or not any(root.rglob("*.jsonl")):
@@ -87,8 +88,7 @@ def count_events(sd: Path) -> dict[str, Any]:
     try:
         # Only `kind` and `ts` are read: every kind has them, so one stable schema; lines
         # that are not JSON objects come back as NULL kind and are counted, not hidden.
-        rel = (f"read_json('{glob_pattern(sd)}', format='newline_delimited', "
-               "columns={'kind': 'VARCHAR', 'ts': 'VARCHAR'}, ignore_errors=true, filename=true)")
+        rel = archive_sql.read_json_sql(sd, {"kind": "VARCHAR", "ts": "VARCHAR"})  # the one archive reader
         rows = con.execute(f"SELECT kind, count(*), min(ts), max(ts) FROM {rel} GROUP BY kind").fetchall()
         files = con.execute(f"SELECT count(DISTINCT filename) FROM {rel}").fetchone()
         lines = 0

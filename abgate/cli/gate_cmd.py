@@ -34,13 +34,19 @@ def print_decision(d: gate.Decision, record: Path) -> None:
             t.add_row(a.name, a.model or "—", _g(a.weight), str(a.units), str(a.interactions))
         console.print(t)
     if d.metrics:
-        t = Table("metric", "role", "control", "treatment", "lift", "95% CI", "p", "threshold", "verdict",
-                  "units needed", title=f"Metrics (SRM p = {_g(d.srm_p, '.3g')})")
+        t = Table("metric", "role", "control", "treatment", "units c/t", "coverage c/t", "lift", "CI (level)", "p",
+                  "threshold", "verdict", "units needed", title=f"Metrics (SRM p = {_g(d.srm_p, '.3g')})")
         for m in d.metrics:
+            level = f" ({1 - m.alpha:.4g})" if m.alpha is not None else ""
             t.add_row(m.metric, f"{m.role} ({m.direction}, {m.effect})", _g(m.control_value), _g(m.treatment_value),
-                      _g(m.estimate), f"[{_g(m.low)}, {_g(m.high)}]", _g(m.p_value, ".3g"), f"{m.threshold:+.4g}",
-                      m.verdict + (f" ({m.note})" if m.note else ""), str(m.units_needed or ""))
+                      f"{m.n_control}/{m.n_treatment}", f"{_g(m.coverage_control, '.0%')}/{_g(m.coverage_treatment, '.0%')}",
+                      _g(m.estimate), f"[{_g(m.low)}, {_g(m.high)}]{level}", _g(m.p_value, ".3g"),
+                      f"{m.threshold:+.4g}", m.verdict + (f" ({m.note})" if m.note else ""), str(m.units_needed or ""))
         console.print(t)
+    if d.inference:
+        console.print(f"inference: {d.inference}" + (f" (look {d.look} at this phase)" if d.look else ""),
+                      highlight=False, markup=False)
+        console.print(f"multiplicity: {d.multiplicity}", highlight=False, markup=False)
     console.print(f"record: {record} (+ .md)", highlight=False)
 
 

@@ -10,6 +10,7 @@ from abgate.cli import dataset_cmd, finetune_cmd, models_cmd
 from abgate.cli import archive_cmd
 from abgate.cli import demo_cmd, secrets_cmd, simulator_cmd
 from abgate.cli import eval_cmd
+from abgate.cli import compact_cmd, plan_cmd
 
 app = typer.Typer(
     name="abgate",
@@ -21,6 +22,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("serve")(serve_cmd.serve)
 app.command("analyze")(analyze_cmd.analyze)
 app.command("gate")(gate_cmd.gate_command)
+app.command("plan")(plan_cmd.plan)
 app.command("promote")(rollout_cmd.promote)
 app.command("rollback")(rollout_cmd.rollback)
 app.command("rollout")(rollout_cmd.rollout_command)
@@ -29,6 +31,7 @@ app.add_typer(finetune_cmd.app, name="finetune")
 app.add_typer(models_cmd.app, name="models")
 app.command("archive")(archive_cmd.archive)
 app.add_typer(archive_cmd.events_app, name="events")
+archive_cmd.events_app.command("compact")(compact_cmd.compact)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(secrets_cmd.app, name="secrets")
 app.command("simulator", context_settings=simulator_cmd._PASS)(simulator_cmd.simulator)

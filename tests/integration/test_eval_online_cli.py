@@ -45,8 +45,9 @@ def abgate(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
 def state(tmp_path: Path) -> Path:
     s = tmp_path / "state"
     FileConfigStore(s).put(cfgmod.parse_yaml(CONFIG), expected_version=None, author="t", reason="init")
-    arms = (synth.ArmSpec("control", "base", approved=0.5, policy_rate=0.0),
-            synth.ArmSpec("treatment", "ft:base:x", approved=0.7, policy_rate=0.0))
+    # policy_violation is logged in both arms (never logged in an arm = missing data = HOLD)
+    arms = (synth.ArmSpec("control", "base", approved=0.5, policy_rate=0.02),
+            synth.ArmSpec("treatment", "ft:base:x", approved=0.7, policy_rate=0.02))
     synth.generate(s, synth.Scenario(arms=arms, units=1200, days=15, seed=3))
     (tmp_path / "criteria.yaml").write_text(CRITERIA)
     return s

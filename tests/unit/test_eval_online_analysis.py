@@ -64,9 +64,11 @@ def test_rules_dedupe_latest_wins_zero_fill_and_exclusions(tmp_path: Path) -> No
     assert m["approved"].arms["treatment"].observations == 2
     assert m["thumbs"].arms["control"].mean == 1.0 and m["thumbs"].arms["control"].observations == 1
     assert m["thumbs"].arms["treatment"].mean == 0.0
-    # edited_response over all interactions, per-unit means: uc 0, ud 1/2 -> 0.25 treatment, 0 control
+    # edited_response over all interactions, per-unit means: uc 0, ud 1/2 -> 0.25 treatment;
+    # control never logged one: no data there (not a zero)
     assert m["edited_response"].arms["treatment"].mean == pytest.approx(0.25)
-    assert m["edited_response"].arms["control"].mean == 0.0
+    assert m["edited_response"].arms["treatment"].coverage == pytest.approx(1 / 3)
+    assert not m["edited_response"].has_data("control")
     # error and latency: unit means. ua: error .5, latency 200; ub: 0, 200
     assert m["error"].arms["control"].mean == pytest.approx(0.25)
     assert m["latency_ms"].arms["control"].mean == pytest.approx(200.0)
@@ -93,7 +95,7 @@ def test_lifts_match_direct_computation(tmp_path: Path) -> None:
                 events.append(_fb(iid, arm, "csat", v))
                 fb_x[arm].setdefault(f"u{u}", []).append(v)
     ArchiveWriter(tmp_path).write(events)
-    a = an.analyze(tmp_path, "exp", expected_weights={"control": 0.5, "treatment": 0.5})
+    a = an.analyze(tmp_path, "exp", expected_weights={"control": 0.5, "treatment": 0.5}, method="fixed")
     c = np.array([np.mean(v) for v in per_unit["control"].values()])
     t = np.array([np.mean(v) for v in per_unit["treatment"].values()])
     ref = st.ttest_ind(t, c, equal_var=False)
@@ -102,15 +104,16 @@ def test_lifts_match_direct_computation(tmp_path: Path) -> None:
     assert lift.absolute.p_value == pytest.approx(ref.pvalue)
     assert lift.absolute.low == pytest.approx(ref.confidence_interval().low)
     assert lift.relative.estimate == pytest.approx(t.mean() / c.mean() - 1)
-    # csat: ratio of sums with per-unit sums (units without csat count as 0/0)
+    # csat: ratio of sums with per-unit sums over the units that have a csat
     def moments(arm: str) -> stats.RatioMoments:
-        units = per_unit[arm]
-        x = [sum(fb_x[arm].get(u, [])) for u in units]
-        y = [len(fb_x[arm].get(u, [])) for u in units]
+        units = fb_x[arm]
+        x = [sum(v) for v in units.values()]
+        y = [len(v) for v in units.values()]
         return stats.RatioMoments.from_values(x, y)
     exp = stats.ratio_compare(moments("control"), moments("treatment"))
     got = a.metrics["csat"].lifts["treatment"].absolute
     assert got.estimate == pytest.approx(exp.estimate) and got.high == pytest.approx(exp.high)
+    assert a.metrics["csat"].arms["control"].units == len(fb_x["control"]) < len(per_unit["control"])
     assert a.srm is not None and a.srm.p_value == pytest.approx(1.0)
 
 

@@ -85,8 +85,11 @@ def test_promote_and_rollback_bump_phase_and_audit(env) -> None:
 def _traffic(state: Path, store: FileConfigStore, seed: int, policy_rate: float) -> None:
     cur = store.current()
     r = cur.config.routes["support"]
-    arms = (synth.ArmSpec("control", "base", weight=r.arms[0].weight, policy_rate=0.0, error_rate=0.0),
-            synth.ArmSpec("treatment", "ft:base:x", weight=r.arms[1].weight, policy_rate=policy_rate, error_rate=0.0))
+    # Both guardrail metrics are logged in both arms: a metric never logged in an arm is
+    # missing data (HOLD), not a zero.
+    arms = (synth.ArmSpec("control", "base", weight=r.arms[0].weight, policy_rate=0.05, error_rate=0.05),
+            synth.ArmSpec("treatment", "ft:base:x", weight=r.arms[1].weight, policy_rate=policy_rate,
+                          error_rate=0.05))
     synth.generate(state, synth.Scenario(arms=arms, units=600, interactions_per_unit=2, days=0.01, seed=seed,
                                          phase=r.phase, config_version=cur.version))
 
@@ -102,15 +105,15 @@ def test_rollout_walks_steps_resumes_and_completes(env) -> None:
     # No traffic in the new phase yet -> hold at this step.
     st = rollout.step(state, store, "support", author="me", now=1100.0)
     assert st.history[-1].action == "hold" and st.index == 0
-    _traffic(state, store, seed=1, policy_rate=0.0)
+    _traffic(state, store, seed=1, policy_rate=0.05)
     st = rollout.step(state, store, "support", author="me", now=1200.0)
     assert st.index == 1 and _weights(store)["treatment"] == pytest.approx(0.5)
     # Resume from the persisted state (a new process would do exactly this).
     assert rollout.load_state(state, "support").index == 1
-    _traffic(state, store, seed=2, policy_rate=0.0)
+    _traffic(state, store, seed=2, policy_rate=0.05)
     st = rollout.step(state, store, "support", author="me", now=1300.0)
     assert st.index == 2 and _weights(store) == {"control": 0.0, "treatment": 1.0}
-    _traffic(state, store, seed=3, policy_rate=0.0)
+    _traffic(state, store, seed=3, policy_rate=0.05)
     st = rollout.step(state, store, "support", author="me", now=1400.0)
     assert st.status == "completed"
     assert [e["action"] for e in _audit(state)] == ["rollout_step"] * 3
@@ -121,7 +124,7 @@ def test_rollout_rolls_back_on_guardrail_harm(env) -> None:
     state, store, crit = env
     rollout.start(state, "support", "treatment", rollout.parse_steps("50,100"), 10.0, crit)
     rollout.step(state, store, "support", author="me", now=0.0)
-    _traffic(state, store, seed=4, policy_rate=0.2)
+    _traffic(state, store, seed=4, policy_rate=0.3)
     st = rollout.step(state, store, "support", author="me", now=20.0)
     assert st.status == "rolled_back"
     assert _weights(store) == {"control": 1.0, "treatment": 0.0}

@@ -82,7 +82,11 @@ def test_relative_lift_formula() -> None:
     se = math.sqrt((9.0 / 100) / 4 + 2.5**2 * (4.0 / 100) / 16)
     assert r.estimate == pytest.approx(0.25)
     assert r.se == pytest.approx(se)
-    assert r.p_value == pytest.approx(2 * st.norm.sf(0.25 / se))
+    # Fixed intervals use Welch t quantiles, as gbstats' TwoSidedTTest does.
+    df = (9.0 / 100 + 4.0 / 100) ** 2 / ((9.0 / 100) ** 2 / 99 + (4.0 / 100) ** 2 / 99)
+    assert r.df == pytest.approx(df)
+    assert r.p_value == pytest.approx(2 * st.t.sf(0.25 / se, df))
+    assert r.high - r.estimate == pytest.approx(st.t.ppf(0.975, df) * se)
     assert math.isnan(stats.relative_lift(stats.ArmMoments(10, 0.0, 1.0), t).estimate)
 
 

@@ -1,0 +1,76 @@
+"""Analysis rules from issue 16: parsed timestamps, units with data, coverage, count metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluation import analysis as an
+from gateway import events as ev
+from gateway import metric_catalog as catalog
+from gateway.archive import ArchiveWriter
+
+COMMON = dict(tenant="default", route="support", experiment="exp", config_version=1, phase=1)
+W = {"control": 0.5, "treatment": 0.5}
+
+
+def _ix(iid: str, unit: str, arm: str, ts: str = "2025-01-01T00:00:00.000Z") -> ev.Interaction:
+    return ev.Interaction(event_id=f"e-{iid}", ts=ts, arm=arm, interaction_id=iid, unit=unit, traffic="live",
+                          model="m", stream=False, status="ok", http_status=200, latency_ms=10.0, **COMMON)
+
+
+def _fb(iid: str, unit: str, arm: str, metric: str, value: object, ts: str, eid: str | None = None) -> ev.Feedback:
+    return ev.Feedback(event_id=eid or ev.new_event_id(), ts=ts, arm=arm, interaction_id=iid, unit=unit,
+                       metric=metric, value=value, **COMMON)
+
+
+def test_latest_feedback_wins_by_parsed_time_not_text(tmp_path: Path) -> None:
+    # As text "...:05Z" > "...:05.900Z" ('Z' > '.'), but 05.900 is later. And an offset:
+    # 01:00:06+01:00 is 00:00:06Z, later than both.
+    events: list[ev.Event] = [_ix("a", "ua", "control"), _ix("b", "ub", "control"), _ix("c", "uc", "treatment")]
+    events += [
+        _fb("a", "ua", "control", "approved", True, "2025-01-01T00:00:05Z", "z-1"),
+        _fb("a", "ua", "control", "approved", False, "2025-01-01T00:00:05.900Z", "a-2"),
+        _fb("b", "ub", "control", "approved", False, "2025-01-01T00:00:05.900Z", "b-1"),
+        _fb("b", "ub", "control", "approved", True, "2025-01-01T01:00:06+01:00", "b-2"),
+    ]
+    ArchiveWriter(tmp_path).write(events)
+    a = an.analyze(tmp_path, "exp", expected_weights=W)
+    # a -> False (later by time), b -> True (the offset time is the latest)
+    assert a.metrics["approved"].arms["control"].mean == pytest.approx(0.5)
+
+
+def test_days_from_parsed_timestamps(tmp_path: Path) -> None:
+    ArchiveWriter(tmp_path).write([_ix("a", "ua", "control", "2025-01-01T00:00:00Z"),
+                                   _ix("b", "ub", "treatment", "2025-01-03T12:00:00.500+00:00")])
+    a = an.analyze(tmp_path, "exp", expected_weights=W)
+    assert a.days == pytest.approx(2.5, abs=1e-5)
+    assert a.first_ts == "2025-01-01T00:00:00.000Z"
+
+
+def test_ratio_units_count_units_with_data_and_coverage(tmp_path: Path) -> None:
+    events: list[ev.Event] = []
+    for u in range(10):
+        arm = "control" if u < 5 else "treatment"
+        for k in range(2):
+            events.append(_ix(f"i{u}-{k}", f"u{u}", arm))
+        if u % 5 < 2:  # 2 units per arm rate csat on one interaction each
+            events.append(_fb(f"i{u}-0", f"u{u}", arm, "csat", 3 + u % 2, "2025-01-01T00:01:00Z"))
+    events.append(_fb("i0-1", "u0", "control", "policy_violation", True, "2025-01-01T00:01:00Z"))
+    ArchiveWriter(tmp_path).write(events)
+    a = an.analyze(tmp_path, "exp", expected_weights=W, metrics=["policy_violation"])
+    csat = a.metrics["csat"]
+    assert csat.kind == "ratio" and catalog.aggregation("csat") == "ratio"
+    assert csat.arms["control"].units == 2  # not the 5 units of the arm
+    assert csat.arms["control"].coverage == pytest.approx(2 / 10)
+    pv = a.metrics["policy_violation"]
+    assert pv.kind == "mean" and pv.arms["control"].units == 5 and pv.arms["control"].mean == pytest.approx(0.1)
+    assert not pv.has_data("treatment")  # never logged there: no data, not zero
+    assert "unit_mean" in pv.definition
+
+
+def test_thumbs_values_are_what_the_api_accepts() -> None:
+    # The catalog says +1/-1; the old SQL also took 'up'/'down' strings the API never lets in.
+    assert catalog.THUMBS_VALUES == (1, -1)
+    assert "'up'" not in an._VALUE_SQL
