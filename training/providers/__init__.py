@@ -87,7 +87,7 @@ def resolve(
 
         if state_dir is None and entry.output_dir is None:
             raise ProviderRefused("hf-lora needs a state directory or training.providers.<name>.output_dir")
-        root = Path(entry.output_dir).expanduser() if entry.output_dir else (state_dir or Path()) / "hf-lora"
+        root = (Path(entry.output_dir).expanduser() if entry.output_dir else (state_dir or Path()) / "hf-lora").resolve()
         trainer = HFLoraTrainer(HFLoraOptions(
             root=root, lora_r=entry.lora_r, lora_alpha=entry.lora_alpha, max_seq_length=entry.max_seq_length,
             launcher=entry.launcher, num_processes=entry.num_processes, serve_base_url=entry.serve_base_url,

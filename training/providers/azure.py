@@ -53,6 +53,6 @@ def make_azure(
         raise ProviderRefused("azure: no credentials: missing " + " and ".join(missing))
     kw: dict[str, Any] = {"azure_endpoint": endpoint, "api_key": api_key, "max_retries": max_retries,
                           "api_version": api_version or os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION}
-    if http_client is not None:
-        kw["http_client"] = http_client
+    # plain httpx (like the Together provider), so one transport stack serves every hosted provider
+    kw["http_client"] = http_client or httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))
     return AzureTrainer(_sdk().AzureOpenAI(**kw), options or OpenAIOptions(), name="azure")
