@@ -165,6 +165,14 @@ def _type_error(raw: dict[str, Any], err: msgspec.ValidationError) -> ConfigErro
             except msgspec.ValidationError:
                 field = field.replace(f"{section}[...]", f"{section}.{key}", 1)
                 break
+    providers = raw.get("training", {}).get("providers") if isinstance(raw.get("training"), dict) else None
+    if field.startswith("training.providers[...]") and isinstance(providers, dict):
+        for key, value in providers.items():
+            try:
+                msgspec.convert(value, TrainingProvider)
+            except msgspec.ValidationError:
+                field = field.replace("training.providers[...]", f"training.providers.{key}", 1)
+                break
     return ConfigError(field, message)
 
 
