@@ -99,6 +99,35 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     body_timeout_s: float = 30.0
 
 
+ProviderType = Literal["openai", "azure", "hf-lora", "together"]
+
+
+class TrainingProvider(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One fine-tuning provider (training/providers/<type>); the gateway only checks the shape."""
+
+    type: ProviderType
+    base_url: str | None = None  # openai / together: API base URL; azure: the resource endpoint
+    api_key_env: str | None = None
+    upstream: str | None = None  # openai: take base_url and key from this upstream
+    api_version: str | None = None  # azure
+    models: tuple[str, ...] = ()  # base models offered; empty = the provider's own list
+    training_per_mtok: float | None = None  # USD per 1M training tokens (hosted providers)
+    gpu_hour_usd: float | None = None  # hf-lora: what an hour of your hardware costs
+    output_dir: str | None = None  # hf-lora: adapters and run logs (default <state>/hf-lora)
+    launcher: Literal["local", "accelerate"] = "local"  # hf-lora
+    num_processes: int = 1  # hf-lora with accelerate: GPUs per host
+    serve_base_url: str = "http://127.0.0.1:8000/v1"  # hf-lora: where vLLM serves the adapters
+    serve_upstream: str = "vllm-lora"  # hf-lora: the upstream name add-arm writes
+    lora_r: int = 8
+    lora_alpha: int = 16
+    max_seq_length: int = 1024
+
+
+class Training(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    default_provider: str | None = None
+    providers: dict[str, TrainingProvider] = {}
+
+
 class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes: dict[str, Route] = {}
     upstreams: dict[str, Upstream] = {}
@@ -107,6 +136,7 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics: dict[str, CustomMetric] = {}
     limits: Limits = Limits()
     default_upstream: str | None = None
+    training: Training = Training()
 
     def upstream_for(self, model: str) -> tuple[str, Upstream]:
         info = self.models.get(model)
@@ -133,6 +163,14 @@ def _type_error(raw: dict[str, Any], err: msgspec.ValidationError) -> ConfigErro
                 msgspec.convert(value, _SECTIONS[section])
             except msgspec.ValidationError:
                 field = field.replace(f"{section}[...]", f"{section}.{key}", 1)
+                break
+    providers = raw.get("training", {}).get("providers") if isinstance(raw.get("training"), dict) else None
+    if field.startswith("training.providers[...]") and isinstance(providers, dict):
+        for key, value in providers.items():
+            try:
+                msgspec.convert(value, TrainingProvider)
+            except msgspec.ValidationError:
+                field = field.replace("training.providers[...]", f"training.providers.{key}", 1)
                 break
     return ConfigError(field, message)
 
@@ -219,6 +257,24 @@ def _check_semantics(cfg: RouterConfig) -> None:
     for name in cfg.metrics:
         if name in catalog.CATALOG:  # feedback and interaction metrics (gateway.metric_catalog)
             raise ConfigError(f"metrics.{name}", "clashes with a built-in metric")
+    _check_training(cfg)
+
+
+def _check_training(cfg: RouterConfig) -> None:
+    tr = cfg.training
+    builtin = ("openai", "azure", "hf-lora", "together")
+    if tr.default_provider is not None and tr.default_provider not in tr.providers \
+            and tr.default_provider not in builtin:
+        raise ConfigError("training.default_provider", f"unknown provider {tr.default_provider!r}")
+    for name, prov in tr.providers.items():
+        at = f"training.providers.{name}"
+        if prov.upstream is not None and prov.upstream not in cfg.upstreams:
+            raise ConfigError(f"{at}.upstream", f"unknown upstream {prov.upstream!r}")
+        if prov.base_url is not None and not prov.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{at}.base_url", f"must be an http(s) URL, got {prov.base_url!r}")
+        for key in ("num_processes", "lora_r", "lora_alpha", "max_seq_length"):
+            if getattr(prov, key) < 1:
+                raise ConfigError(f"{at}.{key}", "must be >= 1")
 
 
 def yaml_error_message(err: yaml.YAMLError) -> str:

@@ -9,6 +9,7 @@ Every mutating call appends an audit event.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -22,9 +23,11 @@ from gateway.auth import AuthIndex, bearer
 from gateway.config import RouterConfig
 from gateway.errors import ApiError
 from gateway.events import Audit, new_event_id, now_rfc3339
+from training import providers
+from training.providers.base import ProviderRefused
 from training.registry import Registry
 from training.service import LaunchRefused, export_lines, launch_from_registry
-from training.trainer import Trainer, TrainerError, make_trainer, sync_run
+from training.trainer import Trainer, TrainerError, sync_run, trainer_for_job
 
 
 def _runtime(request: ASGIConnection[Any, Any, Any, Any]) -> Any:
@@ -54,13 +57,21 @@ def _registry(request: Request[Any, Any, Any]) -> Registry:
     return Registry(_runtime(request).state_dir)
 
 
-def _trainer(request: Request[Any, Any, Any], upstream: str | None) -> Trainer:
+def _trainer(request: Request[Any, Any, Any], upstream: str | None, provider: str | None = None,
+             job_id: str | None = None, reg: Registry | None = None) -> Trainer:
+    """The provider: explicit, else the job's own (from its run), else config/env default."""
     factory = getattr(request.app.state, "trainer_factory", None)
     upstream = upstream or os.environ.get("ABGATE_FINETUNE_UPSTREAM") or None
-    if factory is not None:
+    if factory is not None and provider is None:
         return factory(_config(request), upstream)
     try:
-        return make_trainer(upstream=upstream, config=_config(request))
+        if job_id is not None and reg is not None:
+            return trainer_for_job(reg, job_id, config=_config(request), state_dir=_runtime(request).state_dir,
+                                   provider=provider, upstream=upstream)
+        return providers.resolve(provider, config=_config(request), state_dir=_runtime(request).state_dir,
+                                 upstream=upstream)
+    except ProviderRefused as err:
+        raise ApiError(400, str(err), "provider_refused", param="provider") from None
     except TrainerError as err:
         raise ApiError(503, str(err), "trainer_unavailable") from None
 
@@ -84,12 +95,21 @@ def _float_param(value: str | None, name: str) -> float | None:
 
 @get("/admin/export/jsonl", guards=[admin_guard], sync_to_thread=True)
 def export_jsonl(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """OpenAI chat JSONL of curated examples; `min_quality` on the 1-10 scale."""
+    """OpenAI chat JSONL of curated examples; `min_quality` on the 1-10 scale.
+
+    By default exactly the training file `POST /admin/fine-tune/create` trains for the same
+    query (validated examples, train split), so the file a team checks is the file trained;
+    `split=all|validation|heldout` and `validated_only=false` export the rest.
+    """
     q = request.query_params
     min_q = _float_param(q.get("min_quality"), "min_quality")
-    split = q.get("split") or None
-    if split is not None and split not in ("train", "validation", "heldout"):
-        raise ApiError(400, "split must be train, validation or heldout", "invalid_parameter", param="split")
+    split: str | None = q.get("split") or "train"
+    if split not in ("train", "validation", "heldout", "all"):
+        raise ApiError(400, "split must be train, validation, heldout or all", "invalid_parameter", param="split")
+    split = None if split == "all" else split
+    validated = q.get("validated_only", "true")
+    if validated not in ("true", "false"):
+        raise ApiError(400, "validated_only must be true or false", "invalid_parameter", param="validated_only")
     reg = _registry(request)
     try:
         if q.get("dataset_id"):
@@ -98,12 +118,14 @@ def export_jsonl(request: Request[Any, Any, Any]) -> Response[bytes]:
             except KeyError as err:
                 raise ApiError(404, str(err.args[0]), "dataset_not_found", param="dataset_id") from None
         lines = export_lines(reg, dataset_id=q.get("dataset_id") or None, tenant=q.get("tenant") or None,
-                             split=split, min_quality10=min_q, validated_only=q.get("validated_only") == "true")
+                             split=split, min_quality10=min_q, validated_only=validated == "true")
     finally:
         reg.close()
     _audit(request, "export_jsonl", {"examples": len(lines), **{k: v for k, v in q.items()}})
-    return Response(content="".join(line + "\n" for line in lines).encode(), media_type="application/jsonl",
-                    headers={"x-abgate-examples": str(len(lines))})
+    body = "".join(line + "\n" for line in lines).encode()
+    return Response(content=body, media_type="application/jsonl",
+                    headers={"x-abgate-examples": str(len(lines)), "x-abgate-split": split or "all",
+                             "x-abgate-sha256": hashlib.sha256(body).hexdigest()})
 
 
 class CreateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,6 +137,7 @@ class CreateBody(msgspec.Struct, forbid_unknown_fields=True):
     hyperparameters: dict[str, Any] = {}
     min_examples: int = 10
     upstream: str | None = None
+    provider: str | None = None
 
 
 _HP = {"n_epochs": int, "batch_size": int, "learning_rate_multiplier": float}
@@ -138,14 +161,21 @@ def finetune_create(request: Request[Any, Any, Any], data: dict[str, Any]) -> di
         except (TypeError, ValueError):
             raise ApiError(400, f"{key} must be a number or 'auto'", "invalid_request",
                            param=f"hyperparameters.{key}") from None
-    trainer = _trainer(request, body.upstream)
+    trainer = _trainer(request, body.upstream, body.provider)
     reg = _registry(request)
     try:
+        if body.dataset_id is not None:
+            try:
+                reg.dataset(body.dataset_id)
+            except KeyError as err:
+                raise ApiError(404, str(err.args[0]), "dataset_not_found", param="dataset_id") from None
         launched = launch_from_registry(
             trainer, reg, model=body.base_model, tenant=body.tenant, dataset_id=body.dataset_id,
             min_quality10=body.min_quality_score, min_examples=body.min_examples, config=_config(request),
             suffix=body.suffix, **hyper)
         run = reg.run(launched.run_id)
+    except ProviderRefused as err:
+        raise ApiError(400, str(err), "provider_refused", param="base_model") from None
     except LaunchRefused as err:
         raise ApiError(422, str(err), "dataset_invalid") from None
     except TrainerError as err:
@@ -153,10 +183,14 @@ def finetune_create(request: Request[Any, Any, Any], data: dict[str, Any]) -> di
     finally:
         reg.close()
     _audit(request, "finetune_create", {"job_id": launched.job.id, "run_id": launched.run_id,
-                                        "base_model": body.base_model})
+                                        "base_model": body.base_model, "provider": run["provider"],
+                                        "tenant": run["tenant_id"]})
     return {"job_id": launched.job.id, "run_id": launched.run_id, "status": run["status"],
+            "provider": run["provider"], "tenant": run["tenant_id"], "dataset_id": run["dataset_id"],
+            "dataset_name": run["dataset_name"], "dataset_version": run["dataset_version"],
             "n_examples": run["n_examples"], "estimated_cost_usd": run["estimated_cost_usd"],
-            "estimated_tokens": run["estimated_tokens"], "epochs": launched.estimate.epochs}
+            "estimated_tokens": run["estimated_tokens"], "epochs": launched.estimate.epochs,
+            "estimated_completion": run["estimated_finish"]}
 
 
 @get("/admin/fine-tune/{job_id:str}/status", guards=[admin_guard], sync_to_thread=True)
@@ -165,11 +199,13 @@ def finetune_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, A
     try:
         if reg.run_by_job(job_id) is None:
             raise ApiError(404, f"no training run for job {job_id!r}", "job_not_found", param="job_id")
+        trainer = _trainer(request, request.query_params.get("upstream"), request.query_params.get("provider"),
+                           job_id=job_id, reg=reg)
         try:
-            job = _trainer(request, request.query_params.get("upstream")).retrieve(job_id)
+            job = trainer.retrieve(job_id)
         except TrainerError as err:
             raise ApiError(502, str(err), "trainer_error") from None
-        run = sync_run(reg, job, _config(request))
+        run = sync_run(reg, job, _config(request), trainer)
         versions = [v for v in reg.model_versions() if v["run_id"] == run["id"]]
     finally:
         reg.close()

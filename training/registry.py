@@ -94,6 +94,16 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (tenant_id, version)
     );
     """,
+    # 2: providers behind one seam (issue 19) and seed 004's runs log
+    """
+    ALTER TABLE training_runs ADD COLUMN dataset_name TEXT;
+    ALTER TABLE training_runs ADD COLUMN dataset_version TEXT;
+    ALTER TABLE training_runs ADD COLUMN gpu_seconds REAL;
+    ALTER TABLE training_runs ADD COLUMN estimated_finish TEXT;
+    ALTER TABLE training_runs ADD COLUMN serving TEXT;
+    ALTER TABLE model_versions ADD COLUMN provider TEXT;
+    ALTER TABLE model_versions ADD COLUMN serving TEXT;
+    """,
 )
 
 
@@ -310,6 +320,8 @@ class Registry:
                 "created_at": now_rfc3339(), **fields}
         if "hyperparameters" in cols:
             cols["hyperparameters"] = _dumps(cols["hyperparameters"] or {})
+        if isinstance(cols.get("serving"), dict):
+            cols["serving"] = _dumps(cols["serving"])
         with self.tx() as db:
             db.execute(
                 f"INSERT INTO training_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
@@ -322,6 +334,8 @@ class Registry:
             return
         if "status" in fields and fields["status"] not in RUN_STATUSES:
             raise ValueError(f"unknown run status {fields['status']!r}")
+        if isinstance(fields.get("serving"), dict):
+            fields["serving"] = _dumps(fields["serving"])
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.tx() as db:
             db.execute(f"UPDATE training_runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
@@ -344,6 +358,7 @@ class Registry:
     def _run(row: sqlite3.Row) -> dict[str, Any]:
         d = dict(row)
         d["hyperparameters"] = json.loads(d["hyperparameters"])
+        d["serving"] = json.loads(d["serving"]) if d.get("serving") else None
         return d
 
     # -- model versions ----------------------------------------------------------------------
@@ -358,26 +373,40 @@ class Registry:
         dataset_id: str | None,
         run_id: str | None,
         notes: str = "",
+        provider: str | None = None,
+        serving: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Add the next version (v1, v2, ...) for the tenant; idempotent per run."""
         if run_id is not None:
             row = self.db.execute("SELECT * FROM model_versions WHERE run_id = ?", (run_id,)).fetchone()
             if row is not None:
-                return dict(row)
+                return self._mv(row)
         with self.tx() as db:
             n = db.execute("SELECT COUNT(*) FROM model_versions WHERE tenant_id = ?", (tenant,)).fetchone()[0]
             now = now_rfc3339()
             mv_id = "mv_" + new_event_id()[:16]
             db.execute(
                 "INSERT INTO model_versions (id, tenant_id, version, date, examples, base_model, dataset_id, run_id,"
-                " model_id, notes, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (mv_id, tenant, f"v{n + 1}", now[:10], examples, base_model, dataset_id, run_id, model_id, notes, now),
+                " model_id, notes, created_at, provider, serving) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (mv_id, tenant, f"v{n + 1}", now[:10], examples, base_model, dataset_id, run_id, model_id, notes, now,
+                 provider, _dumps(serving) if serving else None),
             )
-        return dict(self.db.execute("SELECT * FROM model_versions WHERE id = ?", (mv_id,)).fetchone())
+        return self._mv(self.db.execute("SELECT * FROM model_versions WHERE id = ?", (mv_id,)).fetchone())
 
     def model_versions(self, tenant: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT * FROM model_versions" + (" WHERE tenant_id = ?" if tenant else "") + " ORDER BY created_at, rowid"
-        return [dict(r) for r in self.db.execute(q, (tenant,) if tenant else ())]
+        return [self._mv(r) for r in self.db.execute(q, (tenant,) if tenant else ())]
+
+    def model_version_by_model(self, model_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM model_versions WHERE model_id = ? ORDER BY rowid DESC LIMIT 1",
+                              (model_id,)).fetchone()
+        return self._mv(row) if row else None
+
+    @staticmethod
+    def _mv(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["serving"] = json.loads(d["serving"]) if d.get("serving") else None
+        return d
 
 
 def replace_answer(messages: list[dict[str, Any]], answer: str) -> list[dict[str, Any]]:

@@ -82,16 +82,68 @@ def launch_file(
     min_examples: int = 10,
     tenant: str = "default",
     dataset_id: str | None = None,
+    dataset_name: str | None = None,
     allow_mixed_system_prompts: bool = False,
     config: RouterConfig | None = None,
     **hyper: Any,
 ) -> Launched:
+    """Validate, then the provider's own checks, then upload and launch (nothing is uploaded on a refusal)."""
+    if dataset_id is not None and dataset_name is None:
+        try:
+            dataset_name = reg.dataset(dataset_id)["name"]
+        except KeyError:
+            dataset_name = None
     checked = check_files(path, model=model, validation=validation, min_examples=min_examples,
                           allow_mixed_system_prompts=allow_mixed_system_prompts, config=config)
     rows = checked.report.rows
     return launch(trainer, reg, training_path=path, validation_path=validation, model=model,
                   token_counts=checked.report.token_counts, tenant=tenant, dataset_id=dataset_id,
-                  system_prompt_sha=bd.prompt_sha(rows), config=config, **hyper)
+                  dataset_name=dataset_name, system_prompt_sha=bd.prompt_sha(rows), config=config, **hyper)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a registry launch trains: the same examples the admin export returns for the same query."""
+
+    tenant: str
+    dataset_id: str | None
+    dataset_name: str | None
+    train: list[str]
+    validation: list[str]
+
+
+def training_selection(
+    reg: Registry,
+    *,
+    tenant: str | None = None,
+    dataset_id: str | None = None,
+    min_quality10: float | None = None,
+) -> Selection:
+    """Validated (reviewed) examples only; a dataset's runs belong to the dataset's tenant.
+
+    The held-out split is never trained; train and validation are, exactly as
+    `GET /admin/export/jsonl?split=train` and `?split=validation` return them.
+    """
+    name = None
+    if dataset_id is not None:
+        try:
+            ds = reg.dataset(dataset_id)
+        except KeyError as err:
+            raise LaunchRefused(str(err.args[0])) from None
+        if tenant is not None and tenant != ds["tenant_id"]:
+            raise LaunchRefused(f"dataset {dataset_id} belongs to tenant {ds['tenant_id']!r}, not {tenant!r}")
+        tenant, name = ds["tenant_id"], ds["name"]
+    kw: dict[str, Any] = {"dataset_id": dataset_id, "tenant": tenant, "min_quality10": min_quality10,
+                          "validated_only": True}
+    train = export_lines(reg, split="train", **kw)
+    validation = export_lines(reg, split="validation", **kw)
+    if not train:
+        every = export_lines(reg, dataset_id=dataset_id, tenant=tenant, min_quality10=min_quality10)
+        hint = f" ({len(every)} match but none is validated: review them first)" if every else ""
+        raise LaunchRefused("no validated training examples match" + (f" in dataset {dataset_id}" if dataset_id
+                                                                       else "") + hint)
+    return Selection(tenant=tenant or "default", dataset_id=dataset_id, dataset_name=name, train=train,
+                     validation=validation)
 
 
 def launch_from_registry(
@@ -106,9 +158,9 @@ def launch_from_registry(
     config: RouterConfig | None = None,
     **hyper: Any,
 ) -> Launched:
-    """Seed 003's `POST /admin/fine-tune/create`: export the train split, validate, launch."""
-    lines = export_lines(reg, dataset_id=dataset_id, tenant=tenant, split="train", min_quality10=min_quality10)
-    vlines = export_lines(reg, dataset_id=dataset_id, tenant=tenant, split="validation", min_quality10=min_quality10)
+    """Seed 003/004's `POST /admin/fine-tune/create`: the validated train split, validated, launched."""
+    sel = training_selection(reg, tenant=tenant, dataset_id=dataset_id, min_quality10=min_quality10)
+    lines, vlines = sel.train, sel.validation
     with tempfile.TemporaryDirectory(prefix="abgate-ft-") as tmp:
         train = Path(tmp) / "train.jsonl"
         train.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -117,4 +169,5 @@ def launch_from_registry(
             val = Path(tmp) / "validation.jsonl"
             val.write_text("".join(line + "\n" for line in vlines), encoding="utf-8")
         return launch_file(trainer, reg, train, model=model, validation=val, min_examples=min_examples,
-                           tenant=tenant or "default", dataset_id=dataset_id, config=config, **hyper)
+                           tenant=sel.tenant, dataset_id=dataset_id, dataset_name=sel.dataset_name, config=config,
+                           **hyper)

@@ -1,171 +1,41 @@
-"""Fine-tuning jobs behind one small `Trainer` interface (OpenAI-compatible via the `openai` SDK).
+"""Fine-tuning runs in the registry, whatever the provider (training/providers/, one module each).
 
-OpenAI is winding fine-tuning down for new users, so the provider is a configuration
-choice: any OpenAI-compatible base URL (env `OPENAI_BASE_URL` / `OPENAI_API_KEY`, or an
-upstream named in the router config) works, and another provider only needs a class with
-these six methods.
+`launch` checks the provider's own limits (before any upload), uploads, creates the job and
+records the run; `sync_run` maps the provider's job into its run (real start / finish times
+from the provider, trained tokens or GPU time, cost) and registers a model version, with how to
+serve it, on the first `succeeded`. `trainer_for_job` finds the provider a job was launched on.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import httpx
 
 from gateway.config import RouterConfig
 from gateway.events import now_rfc3339
+from training import providers
 from training import tokens as tk
-from training.registry import TERMINAL, Registry
+from training.providers.base import (
+    TERMINAL,
+    DatasetFacts,
+    JobEvent,
+    JobInfo,
+    JobSpec,
+    ProviderRefused,
+    Trainer,
+    TrainerError,
+)
+from training.providers.openai import OpenAITrainer
+from training.registry import Registry
 
-if TYPE_CHECKING:
-    import openai
-
-
-def _sdk():  # noqa: ANN202 - the openai SDK is a 0.5 s import; load it when a trainer is used
-    import openai
-
-    return openai
-
-
-class TrainerError(RuntimeError):
-    """A provider call failed; the message says which call and why."""
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    status: str
-    model: str
-    fine_tuned_model: str | None = None
-    trained_tokens: int | None = None
-    error: str | None = None
-    created_at: int | None = None
-    finished_at: int | None = None
-    estimated_finish: int | None = None
-    training_file: str | None = None
-    validation_file: str | None = None
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    id: str
-    created_at: int
-    level: str
-    message: str
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    model: str
-    training_file: str
-    validation_file: str | None = None
-    suffix: str | None = None
-    n_epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate_multiplier: float | None = None
-    seed: int | None = None
-    metadata: dict[str, str] | None = None
-
-    def method(self) -> dict[str, Any]:
-        hp: dict[str, Any] = {}
-        if self.n_epochs is not None:
-            hp["n_epochs"] = self.n_epochs
-        if self.batch_size is not None:
-            hp["batch_size"] = self.batch_size
-        if self.learning_rate_multiplier is not None:
-            hp["learning_rate_multiplier"] = self.learning_rate_multiplier
-        return {"type": "supervised", "supervised": {"hyperparameters": hp}}
-
-
-class Trainer(Protocol):
-    def upload(self, path: Path) -> str: ...
-    def create(self, spec: JobSpec) -> JobInfo: ...
-    def retrieve(self, job_id: str) -> JobInfo: ...
-    def events(self, job_id: str, limit: int = 50) -> list[JobEvent]: ...
-    def list(self, limit: int = 20) -> list[JobInfo]: ...
-    def cancel(self, job_id: str) -> JobInfo: ...
-
-
-def _job(j: Any) -> JobInfo:
-    err = getattr(j, "error", None)
-    message = None
-    if err is not None and (getattr(err, "message", None) or getattr(err, "code", None)):
-        message = " ".join(x for x in (getattr(err, "code", None), getattr(err, "message", None)) if x)
-    hp: dict[str, Any] = {}
-    method = getattr(j, "method", None)
-    sup = getattr(method, "supervised", None) if method is not None else None
-    src = getattr(sup, "hyperparameters", None) or getattr(j, "hyperparameters", None)
-    if src is not None:
-        hp = {k: v for k, v in src.model_dump().items() if v is not None}
-    return JobInfo(
-        id=j.id, status=j.status, model=j.model, fine_tuned_model=j.fine_tuned_model, trained_tokens=j.trained_tokens,
-        error=message, created_at=j.created_at, finished_at=j.finished_at,
-        estimated_finish=getattr(j, "estimated_finish", None), training_file=j.training_file,
-        validation_file=j.validation_file, hyperparameters=hp)
-
-
-def _explain(call: str, err: Exception) -> TrainerError:
-    if isinstance(err, _sdk().APIStatusError):
-        body = err.body if isinstance(err.body, dict) else {}
-        detail = body.get("message") or (body.get("error") or {}).get("message") if body else None
-        return TrainerError(f"{call} failed: HTTP {err.status_code}: {detail or err.message}")
-    if isinstance(err, _sdk().APIConnectionError):
-        return TrainerError(f"{call} failed: cannot reach the fine-tuning API ({err.__cause__ or err})")
-    return TrainerError(f"{call} failed: {err}")
-
-
-class OpenAITrainer:
-    """The `openai` SDK; the SDK retries 429 and 5xx (`max_retries`, honouring retry-after)."""
-
-    def __init__(self, client: openai.OpenAI):
-        self.client = client
-
-    def upload(self, path: Path) -> str:
-        try:
-            with open(path, "rb") as f:
-                return self.client.files.create(file=(path.name, f), purpose="fine-tune").id
-        except _sdk().OpenAIError as err:
-            raise _explain(f"upload {path.name}", err) from None
-
-    def create(self, spec: JobSpec) -> JobInfo:
-        kw: dict[str, Any] = {"model": spec.model, "training_file": spec.training_file, "method": spec.method()}
-        for k in ("validation_file", "suffix", "seed", "metadata"):
-            if getattr(spec, k) is not None:
-                kw[k] = getattr(spec, k)
-        try:
-            return _job(self.client.fine_tuning.jobs.create(**kw))
-        except _sdk().OpenAIError as err:
-            raise _explain("create fine-tuning job", err) from None
-
-    def retrieve(self, job_id: str) -> JobInfo:
-        try:
-            return _job(self.client.fine_tuning.jobs.retrieve(job_id))
-        except _sdk().OpenAIError as err:
-            raise _explain(f"retrieve {job_id}", err) from None
-
-    def events(self, job_id: str, limit: int = 50) -> list[JobEvent]:
-        try:
-            page = self.client.fine_tuning.jobs.list_events(job_id, limit=limit)
-        except _sdk().OpenAIError as err:
-            raise _explain(f"list events of {job_id}", err) from None
-        evs = [JobEvent(id=e.id, created_at=e.created_at, level=e.level, message=e.message) for e in page.data]
-        return sorted(evs, key=lambda e: (e.created_at, e.id))  # the API lists newest first
-
-    def list(self, limit: int = 20) -> list[JobInfo]:
-        try:
-            return [_job(j) for j in self.client.fine_tuning.jobs.list(limit=limit).data]
-        except _sdk().OpenAIError as err:
-            raise _explain("list fine-tuning jobs", err) from None
-
-    def cancel(self, job_id: str) -> JobInfo:
-        try:
-            return _job(self.client.fine_tuning.jobs.cancel(job_id))
-        except _sdk().OpenAIError as err:
-            raise _explain(f"cancel {job_id}", err) from None
+__all__ = ["DatasetFacts", "JobEvent", "JobInfo", "JobSpec", "Launched", "OpenAITrainer", "ProviderRefused",
+           "Trainer", "TrainerError", "launch", "make_trainer", "sync_run", "trainer_for_job"]
 
 
 def make_trainer(
@@ -177,65 +47,85 @@ def make_trainer(
     http_client: httpx.Client | None = None,
     max_retries: int = 3,
 ) -> OpenAITrainer:
-    """Explicit args > a config upstream > the SDK's usual OPENAI_BASE_URL / OPENAI_API_KEY."""
+    """The OpenAI provider: explicit args > a config upstream > OPENAI_BASE_URL / OPENAI_API_KEY."""
+    import os
+
+    from training.providers.openai import OpenAIOptions, make_openai
+
     if upstream is not None:
         if config is None or upstream not in config.upstreams:
             known = ", ".join(config.upstreams) if config else "no config stored"
-            raise TrainerError(f"unknown upstream {upstream!r} (known: {known})")
+            raise ProviderRefused(f"unknown upstream {upstream!r} (known: {known})")
         up = config.upstreams[upstream]
         base_url = base_url or up.base_url
         if api_key is None and up.api_key_env:
             api_key = os.environ.get(up.api_key_env)
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-    api_key = api_key or os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        if not base_url:
-            raise TrainerError("no fine-tuning API configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for an "
-                               "OpenAI-compatible provider) or pass --upstream NAME from the router config")
-        api_key = "unused"  # OpenAI-compatible servers without auth (e.g. the simulator)
-    kw: dict[str, Any] = {"api_key": api_key, "max_retries": max_retries}
-    if base_url:
-        kw["base_url"] = base_url
-    if http_client is not None:
-        kw["http_client"] = http_client
-    return OpenAITrainer(_sdk().OpenAI(**kw))
+    return make_openai(base_url=base_url, api_key=api_key, http_client=http_client, max_retries=max_retries,
+                       options=OpenAIOptions(upstream=upstream))
 
 
-def sync_run(reg: Registry, job: JobInfo, config: RouterConfig | None = None) -> dict[str, Any]:
+def trainer_for_job(reg: Registry, job_id: str, *, config: RouterConfig | None, state_dir: Path,
+                    provider: str | None = None, upstream: str | None = None) -> Trainer:
+    """The provider the run of `job_id` was launched on (explicit flags win; unknown jobs: the default)."""
+    if provider is None and upstream is None:
+        run = reg.run_by_job(job_id)
+        if run is not None:
+            provider = run["provider"]
+        elif job_id.startswith("hflora-"):
+            provider = "hf-lora"
+    return providers.resolve(provider, config=config, state_dir=state_dir, upstream=upstream)
+
+
+def _rfc3339(ts: int | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts else None
+
+
+def sync_run(reg: Registry, job: JobInfo, config: RouterConfig | None = None,
+             trainer: Trainer | None = None) -> dict[str, Any]:
     """Map the provider's job into its registry run; a first `succeeded` registers a model version."""
     run = reg.run_by_job(job.id)
     if run is None:
         raise KeyError(f"job {job.id} is not in the registry (launched elsewhere?)")
     fields: dict[str, Any] = {"status": job.status}
+    price = trainer.training_price(run["base_model"]) if trainer is not None else tk.training_price(
+        run["base_model"], config)
+    if config is not None and run["provider"] == "openai":
+        price = tk.training_price(run["base_model"], config) or price  # config prices win for OpenAI models
     if job.trained_tokens is not None:
         fields["trained_tokens"] = job.trained_tokens
-        price = tk.training_price(run["base_model"], config)
         if price is not None:
             fields["actual_cost_usd"] = job.trained_tokens * price / 1_000_000
+    if job.gpu_seconds is not None:
+        fields["gpu_seconds"] = job.gpu_seconds
+    if job.cost_usd is not None:
+        fields["actual_cost_usd"] = job.cost_usd
     if job.fine_tuned_model:
         fields["result_model"] = job.fine_tuned_model
     if job.error:
         fields["error"] = job.error
-    if job.status == "running" and not run["started_at"]:
-        fields["started_at"] = now_rfc3339()
+    # times as the provider reports them; only a provider that reports none gets the time abgate saw
+    if job.started_at and not run["started_at"]:
+        fields["started_at"] = _rfc3339(job.started_at)
+    if job.estimated_finish:
+        fields["estimated_finish"] = _rfc3339(job.estimated_finish)
     if job.status in TERMINAL and not run["finished_at"]:
-        fields["finished_at"] = now_rfc3339()
-        fields.setdefault("started_at", run["started_at"] or now_rfc3339())
+        fields["finished_at"] = _rfc3339(job.finished_at) or now_rfc3339()
     if job.hyperparameters:
-        fields["hyperparameters"] = _merge_hp(run["hyperparameters"], job.hyperparameters)
+        fields["hyperparameters"] = json.dumps({**run["hyperparameters"], **job.hyperparameters}, sort_keys=True)
+    serving = None
+    if job.status == "succeeded" and job.fine_tuned_model and trainer is not None:
+        plan = trainer.serving(job)
+        serving = plan.to_dict() if plan is not None else None
+        if serving is not None:
+            fields["serving"] = serving
     reg.update_run(run["id"], **fields)
     run = reg.run(run["id"])
     if job.status == "succeeded" and job.fine_tuned_model:
-        notes = f"run {run['id']}" + (f", suffix {run['suffix']}" if run["suffix"] else "")
+        notes = f"run {run['id']} on {run['provider']}" + (f", suffix {run['suffix']}" if run["suffix"] else "")
         reg.register_model(tenant=run["tenant_id"], model_id=job.fine_tuned_model, base_model=run["base_model"],
-                           examples=run["n_examples"], dataset_id=run["dataset_id"], run_id=run["id"], notes=notes)
+                           examples=run["n_examples"], dataset_id=run["dataset_id"], run_id=run["id"], notes=notes,
+                           provider=run["provider"], serving=serving or run["serving"])
     return run
-
-
-def _merge_hp(old: dict[str, Any], new: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps({**old, **new}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -243,6 +133,20 @@ class Launched:
     run_id: str
     job: JobInfo
     estimate: tk.CostEstimate
+
+
+QUEUE_SECONDS, TOKENS_PER_SECOND = 600, 1500
+
+
+def rough_finish(created_at: int | None, billed_tokens: int) -> int:
+    """abgate's rough completion estimate at launch (queue + tokens at a typical rate) until the provider's own."""
+    start = created_at or int(datetime.now(UTC).timestamp())
+    return int(start + QUEUE_SECONDS + billed_tokens / TOKENS_PER_SECOND)
+
+
+def file_version(path: Path) -> str:
+    """The dataset version a run trained: sha256 (first 16 hex) of the exact training file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def launch(
@@ -260,24 +164,38 @@ def launch(
     learning_rate_multiplier: float | None = None,
     seed: int | None = None,
     dataset_id: str | None = None,
+    dataset_name: str | None = None,
     system_prompt_sha: str | None = None,
     config: RouterConfig | None = None,
 ) -> Launched:
-    """Upload, create the job, record the run (the caller validated the files first)."""
+    """Provider preflight, upload, create the job, record the run (the caller validated the files first)."""
+    facts = DatasetFacts(examples=len(token_counts), token_counts=tuple(token_counts),
+                         file_bytes=training_path.stat().st_size, n_epochs=n_epochs, batch_size=batch_size,
+                         learning_rate_multiplier=learning_rate_multiplier)
+    trainer.preflight(model, facts)  # refuses before anything is uploaded
     est = tk.estimate(token_counts, model, epochs=n_epochs, config=config)
+    price = trainer.training_price(model)
+    if config is not None and trainer.name == "openai":
+        price = tk.training_price(model, config) or price
+    if price != est.price_per_mtok:
+        cost = None if price is None else est.billed_tokens * price / 1_000_000
+        est = tk.CostEstimate(examples=est.examples, tokens=est.tokens, truncated=est.truncated, epochs=est.epochs,
+                              billed_tokens=est.billed_tokens, price_per_mtok=price, cost_usd=cost)
     training_file = trainer.upload(training_path)
     validation_file = trainer.upload(validation_path) if validation_path is not None else None
+    meta = {"abgate_tenant": tenant, **({"abgate_dataset": dataset_id} if dataset_id else {})}
     spec = JobSpec(model=model, training_file=training_file, validation_file=validation_file, suffix=suffix,
                    n_epochs=n_epochs, batch_size=batch_size, learning_rate_multiplier=learning_rate_multiplier,
-                   seed=seed, metadata={"abgate_tenant": tenant, **({"abgate_dataset": dataset_id} if dataset_id else {})})
+                   seed=seed, metadata=meta)
     job = trainer.create(spec)
-    hp = {k: v for k, v in (("n_epochs", n_epochs), ("batch_size", batch_size),
-                            ("learning_rate_multiplier", learning_rate_multiplier)) if v is not None}
+    finish = job.estimated_finish or rough_finish(job.created_at, est.billed_tokens)
     run_id = reg.create_run(
         tenant=tenant, base_model=model, status=job.status if job.status in (
             "queued", "validating_files", "running") else "queued",
-        provider_job_id=job.id, suffix=suffix, hyperparameters=hp, training_file=training_file,
-        validation_file=validation_file, n_examples=len(token_counts), system_prompt_sha=system_prompt_sha,
-        estimated_tokens=est.billed_tokens, estimated_cost_usd=est.cost_usd, dataset_id=dataset_id)
-    sync_run(reg, job, config)
+        provider=trainer.name, provider_job_id=job.id, suffix=suffix, hyperparameters=spec.hyper(),
+        training_file=training_file, validation_file=validation_file, n_examples=len(token_counts),
+        system_prompt_sha=system_prompt_sha, estimated_tokens=est.billed_tokens, estimated_cost_usd=est.cost_usd,
+        dataset_id=dataset_id, dataset_name=dataset_name or training_path.name,
+        dataset_version=file_version(training_path), estimated_finish=_rfc3339(finish))
+    sync_run(reg, job, config, trainer)
     return Launched(run_id=run_id, job=job, estimate=est)

@@ -61,12 +61,14 @@ auth:
             assert c.get("/admin/fine-tune/models").status_code == 401
 
             # export: tenant-scoped, min_quality on the 1-10 scale, one OpenAI chat object a line
-            r = c.get("/admin/export/jsonl", params={"min_quality": "7", "tenant": "acme"}, headers=admin)
+            r = c.get("/admin/export/jsonl", params={"min_quality": "7", "tenant": "acme", "split": "all"},
+                      headers=admin)
             assert r.status_code == 200 and r.headers["content-type"].startswith("application/jsonl")
             rows = [json.loads(line) for line in r.text.splitlines()]
             assert len(rows) == 20 == int(r.headers["x-abgate-examples"])
             assert all(set(x) == {"messages"} and x["messages"][1]["content"].startswith("acme:") for x in rows)
-            everyone = c.get("/admin/export/jsonl", params={"min_quality": "5"}, headers=admin).text.splitlines()
+            everyone = c.get("/admin/export/jsonl", params={"min_quality": "5", "split": "all"},
+                             headers=admin).text.splitlines()
             assert len(everyone) == 40
             beta = c.get("/admin/export/jsonl", params={"tenant": "beta", "split": "train"}, headers=admin)
             assert len(beta.text.splitlines()) == 12

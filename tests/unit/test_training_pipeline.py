@@ -129,8 +129,10 @@ def test_admin_api_export_and_datasets(tmp_path: Path, monkeypatch) -> None:
     with Registry(state) as reg:
         ds = reg.create_dataset(tenant="acme", name="d", source="t", examples=[ex(1, 8), ex(2, 5), ex(3, None)])
     with TestClient(_api(state)) as client:
-        r = client.get("/admin/export/jsonl", params={"min_quality": "6"})
+        r = client.get("/admin/export/jsonl", params={"min_quality": "6", "validated_only": "false"})
         assert r.status_code == 200 and [json.loads(x)["messages"][0]["content"] for x in r.text.splitlines()] == ["q1"]
+        # by default only validated examples (what fine-tune/create trains): none here
+        assert client.get("/admin/export/jsonl", params={"min_quality": "6"}).text == ""
         assert client.get("/admin/export/jsonl", params={"min_quality": "abc"}).json()["error"]["param"] == \
             "min_quality"
         d = client.get(f"/admin/datasets/{ds}").json()
