@@ -13,7 +13,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.handlers import asgi
 
-from gateway import admin
+from gateway import admin, jsonsafe
 from gateway.errors import ApiError, error_body
 from gateway.proxy import MAX_HEADER_BYTES, chat_completions
 from gateway.runtime import Runtime
@@ -87,6 +87,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
 
 
 def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, RecursionError):  # a nesting bomb a handler's own decoder met first
+        err = jsonsafe.too_deep()
+        return Response(err.body(), status_code=400, media_type=MediaType.JSON)
     log.exception("handler_failed", error=type(exc).__name__)
     return Response(error_body(500, "internal gateway error", "internal_error"), status_code=500,
                     media_type=MediaType.JSON)

@@ -26,7 +26,8 @@ import structlog
 from litestar import Request, Response, post
 
 from gateway import events as ev
-from gateway.auth import AuthIndex, Principal, bearer
+from gateway import jsonsafe
+from gateway.auth import AuthIndex, Principal, bearer, single_authorization
 from gateway.config import CustomMetric
 from gateway.errors import ApiError, error_body
 from gateway.ids import InteractionRef, InvalidInteractionId
@@ -45,7 +46,6 @@ SOURCES = ("user", "reviewer", "system")
 REVIEW_SCORES = ("factuality", "helpfulness", "tone", "policy", "completeness", "overall")
 _RESERVED = {"interaction_id", "metric", "value", "idempotency_key", "source"}
 _JSON_CT = "application/json"
-_decoder = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ def validate_value(metric: str, value: Any, custom: Mapping[str, CustomMetric]) 
 def parse_feedback(body: bytes, custom: Mapping[str, CustomMetric]) -> ParsedFeedback:
     """Decode and validate a feedback body (everything except the id's signature)."""
     try:
-        doc = _decoder.decode(body)
+        doc = jsonsafe.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(doc, dict):
@@ -265,7 +265,7 @@ async def handle(request: Request[Any, Any, Any]) -> Response[bytes]:
         ct = request.headers.get("content-type")
         if ct is not None and not ct.lower().startswith(_JSON_CT):
             raise ApiError(400, f"content-type must be application/json, got {ct!r}", "invalid_content_type")
-        authz = request.headers.get("authorization")
+        authz = single_authorization(request.scope["headers"])
         auth = _auth(request, rt)
         principal = auth.client(authz)
         admin = principal.admin or auth.is_admin_token(bearer(authz))

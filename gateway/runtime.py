@@ -152,9 +152,9 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from gateway.sink import EventSink
+        from gateway.sinks import open_sink
 
-        self.sink = EventSink(self.state_dir, self.settings.redis_url, metrics=self.metrics)
+        self.sink = open_sink(self.state_dir, self.settings.redis_url, metrics=self.metrics)
         await self.sink.start()
         cur: cs.ConfigVersion | None = None
         path = self.settings.config_path
