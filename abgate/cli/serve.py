@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from abgate.http_limits import ENV_VAR as HTTP_LIMITS_ENV
+from abgate.http_limits import HttpLimits
 from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from gateway import config as cfgmod
 from gateway import config_store as cs
@@ -23,6 +26,16 @@ def serve(
     redis: RedisUrl = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning | error")] = "info",
     reload_interval: Annotated[float, typer.Option("--reload-interval", help="Config poll interval, s.")] = 0.5,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", min=0.1, help="Seconds a connection may take to send a request's headers (408 after).")] = 10.0,
+    http_body_timeout: Annotated[float, typer.Option(
+        "--http-body-timeout", min=0.1, help="Seconds a request's body may take to arrive after its headers.")] = 60.0,
+    max_header_bytes: Annotated[int, typer.Option(
+        "--max-header-bytes", min=1024, help="Request line + headers, counted while reading (431 beyond).")] = 80 * 1024,
+    max_connections: Annotated[int, typer.Option(
+        "--max-connections", min=1, help="Open connections per worker; idle and slow ones are closed first.")] = 4096,
+    keep_alive_timeout: Annotated[float, typer.Option(
+        "--keep-alive-timeout", min=0.1, help="Seconds an idle keep-alive connection stays open.")] = 5.0,
 ) -> None:
     """Serve the OpenAI-compatible gateway. FILE is stored as a new config version when it
     differs from the store's current one; later edits to it are picked up live."""
@@ -51,14 +64,38 @@ def serve(
     if cur is None:
         raise fail("no router config: pass --config FILE or store one with `abgate config set FILE`")
     os.environ[ENV_VAR] = settings.to_env()
+    os.environ[HTTP_LIMITS_ENV] = HttpLimits(header_timeout_s=header_timeout, body_timeout_s=http_body_timeout,
+                                             max_head_bytes=max_header_bytes,
+                                             max_connections=max_connections).to_env()
     if workers > 1:
         from gateway.metrics import prepare_multiprocess
 
         prepare_multiprocess(sdir / "run" / f"metrics-{port}")
     console.print(f"abgate serving config version {cur.version} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}, state {sdir})", highlight=False)
+    started = time.time()
     uvicorn.run(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
-        http="httptools", lifespan="on", access_log=False, log_level=log_level.lower(),
-        timeout_graceful_shutdown=30, server_header=False, date_header=False, proxy_headers=False,
+        http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
+        log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=keep_alive_timeout,
+        server_header=False, date_header=False, proxy_headers=False,
     )
+    _report_stop(sdir, started)
+
+
+def _report_stop(sdir: Path, started: float) -> None:
+    """Refuse to report a clean stop when a worker could not store its queued events."""
+    from gateway.sinks import rescue
+
+    where = rescue.rescue_dir(sdir)
+    report = rescue.stop_report(where, started)
+    if report.clean:
+        return
+    if report.rescued_events:
+        console.print(f"[red]abgate stopped with the event storage unwritable: {report.rescued_events} queued "
+                      f"events were written to the rescue spool {where} instead; the next `abgate serve` "
+                      f"with this state dir moves them into the archive.[/red]", highlight=False)
+    if report.lost_events:
+        console.print(f"[red]abgate stopped and LOST {report.lost_events} queued events: neither the event "
+                      f"storage nor the rescue spool {where} was writable.[/red]", highlight=False)
+    raise typer.Exit(rescue.UNCLEAN_EXIT)
