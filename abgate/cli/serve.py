@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -74,6 +75,11 @@ def serve(
     console.print(f"abgate serving config version {cur.version} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}, state {sdir})", highlight=False)
     started = time.time()
+    # uvicorn re-raises the stop signal once it has shut down; catch it here so the stop
+    # can be reported (and refused as clean when events had to be rescued) first.
+    caught: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
     uvicorn.run(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
@@ -81,6 +87,9 @@ def serve(
         server_header=False, date_header=False, proxy_headers=False,
     )
     _report_stop(sdir, started)
+    if caught:  # a clean stop ends the way it always did: by the signal
+        signal.signal(caught[0], signal.SIG_DFL)
+        signal.raise_signal(caught[0])
 
 
 def _report_stop(sdir: Path, started: float) -> None:
