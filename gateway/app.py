@@ -153,6 +153,9 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
             yield
         finally:
             await rt.stop()
+            deduper = getattr(app.state, "feedback_deduper", None)
+            if deduper is not None:
+                await deduper.close()
 
     return Litestar(
         route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),

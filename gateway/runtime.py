@@ -25,7 +25,7 @@ from gateway.auth import AuthIndex
 from gateway.config import Arm, RouterConfig, Upstream
 from gateway.ids import IdSigner
 from gateway.proxy import UpstreamClient, UpstreamPool
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Limiter, open_limiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
 
@@ -135,11 +135,7 @@ class Runtime:
         self.metrics = Metrics()
         self.store = open_store(settings)
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.limiter: Any = RateLimiter()
-        if settings.redis_url:
-            from gateway.ratelimit import SharedRateLimiter
-
-            self.limiter = SharedRateLimiter(settings.redis_url)
+        self.limiter: Limiter = open_limiter(settings.state_dir, settings.redis_url)
         self.sink: Any = None
         self.compiled: Compiled | None = None  # type: ignore[assignment]
         self.config: cs.ConfigVersion | None = None

@@ -84,6 +84,7 @@ def serve(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
         log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=keep_alive_timeout,
+        timeout_worker_healthcheck=60,  # a worker importing on a busy host is slow, not hung
         server_header=False, date_header=False, proxy_headers=False,
     )
     _report_stop(sdir, started)
