@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import asgi
 
 from gateway import admin, jsonsafe
+from gateway.auth import bearer, single_authorization
 from gateway.errors import ApiError, error_body
 from gateway.proxy import MAX_HEADER_BYTES, chat_completions
 from gateway.runtime import Runtime
@@ -62,8 +66,25 @@ def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_enc.encode(body), status_code=200 if ok else 503, media_type=MediaType.JSON)
 
 
+METRICS_TOKEN_ENV = "ABGATE_METRICS_TOKEN"
+
+
+def _check_metrics_access(request: Request[Any, Any, Any]) -> None:
+    """With `ABGATE_METRICS_TOKEN` set, /metrics (every tenant's route names and costs) needs
+    `Authorization: Bearer <that token>` (Prometheus: `authorization: {credentials: ...}`)."""
+    expected = os.environ.get(METRICS_TOKEN_ENV)
+    if not expected:
+        return
+    token = bearer(single_authorization(request.scope["headers"]))
+    if token is None:
+        raise ApiError(401, f"/metrics needs `Authorization: Bearer <{METRICS_TOKEN_ENV}>`", "missing_api_key")
+    if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), hashlib.sha256(expected.encode()).digest()):
+        raise ApiError(401, "invalid metrics token", "invalid_api_key")
+
+
 @get("/metrics", sync_to_thread=False)
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    _check_metrics_access(request)
     rt = runtime(request)
     if rt.sink is not None:
         rt.metrics.set_queue_depth(rt.sink.queue_depth)
