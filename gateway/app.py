@@ -16,7 +16,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.handlers import asgi
 
-from gateway import admin, jsonsafe
+from gateway import admin, jsonsafe, openapi
 from gateway.auth import bearer, single_authorization
 from gateway.errors import ApiError, error_body
 from gateway.proxy import MAX_HEADER_BYTES, chat_completions
@@ -152,7 +152,16 @@ class FastPath:
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
             return
+        if scope["type"] == "http" and scope["path"].startswith("/schema"):
+            openapi_document(self.app)  # the corrected document, before Litestar renders it
         if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            if scope["method"] != "POST":
+                body = error_body(405, "use POST for /v1/chat/completions", "method_not_allowed")
+                await send({"type": "http.response.start", "status": 405,
+                            "headers": [(b"content-type", b"application/json"), (b"allow", b"POST"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
             rt = self.state.get("runtime") if hasattr(self.state, "get") else getattr(self.state, "runtime", None)
             if rt is not None:
                 await chat_completions(rt, scope, receive, send)
@@ -178,10 +187,25 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
             if deduper is not None:
                 await deduper.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
                         *extra_handlers],
         lifespan=[lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         debug=False,
     )
+    return app
+
+
+def openapi_document(app: Litestar) -> dict[str, Any]:
+    """What /schema/openapi.json serves and docs/openapi.json holds (see gateway.openapi).
+    Built on first use; also put in the place Litestar renders /schema/* from."""
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    plugin = app.plugins.get(OpenAPIPlugin)
+    doc: dict[str, Any] | None = getattr(app.state, "abgate_openapi", None)
+    if doc is None:
+        doc = openapi.document(plugin.provide_openapi_schema())
+        plugin._openapi_schema = doc
+        app.state.abgate_openapi = doc
+    return doc
