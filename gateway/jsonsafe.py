@@ -23,7 +23,9 @@ from gateway.errors import ApiError
 MAX_DEPTH = 64
 CODE = "nesting_too_deep"
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string literal; the closing quote is optional so an unterminated string is consumed to
+# the end in one linear pass (requiring it made each later quote retry the rest: quadratic).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _PARENS = bytes.maketrans(b"[]{}", b"()()")
 _STEP = [0] * 256

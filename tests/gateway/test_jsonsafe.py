@@ -42,6 +42,14 @@ def test_deep_documents_are_refused(data: bytes) -> None:
     assert err.value.status == 400 and err.value.code == "nesting_too_deep"
 
 
+def test_unterminated_strings_are_scanned_once() -> None:
+    """Each escaped quote used to restart the string scan to the end: 200k of them took
+    ~15 minutes (quadratic); one linear pass now."""
+    data = b"[" * 70 + b'"' + b'\\"' * 200_000
+    assert jsonsafe.depth_exceeds(data)
+    assert not jsonsafe.depth_exceeds(b'{"a": "' + b'\\"' * 200_000 + b"[" * 100)
+
+
 def test_exactly_the_limit_passes() -> None:
     ok = b"[" * jsonsafe.MAX_DEPTH + b"]" * jsonsafe.MAX_DEPTH
     assert not jsonsafe.depth_exceeds(ok)
