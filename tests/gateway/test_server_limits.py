@@ -164,3 +164,33 @@ def test_normal_requests_with_keep_alive_still_work(gateway: dict[str, Any]) -> 
         r = c.post("/v1/feedback", content=b'{"interaction_id": "x", "metric": "thumbs", "value": 1}',
                    headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_interaction_id"
+
+
+def test_slow_connections_past_the_file_descriptor_limit_do_not_lock_out_probes(tmp_path: Path) -> None:
+    """The report's attack: more slow connections than the process may open files. The cap
+    (sized to the fd limit) keeps accepting by closing the slowest, so probes get in."""
+    import shutil
+    import sys
+
+    from tests.support.procs import free_port, wait_http
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(CONFIG)
+    port = free_port()
+    proc = Proc(["prlimit", "--nofile=512:512", sys.executable, "-m", "abgate", "serve", "--config", str(cfg),
+                 "--port", str(port), "--state-dir", str(tmp_path / "state"), "--header-timeout", "60"],
+                log=tmp_path / "gw.log").start()
+    socks: list[socket.socket] = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+        socks = _open_slow(port, 700)  # > 512 file descriptors, and nothing times out meanwhile
+        for _ in range(5):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        closed, _ = _wait_closed(socks[:300], timeout=10)
+        assert closed >= 300 - 256  # the oldest were closed to make room
+    finally:
+        for s in socks:
+            s.close()
+        proc.stop()
