@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,8 +44,20 @@ def _spool(directory: Path) -> Spool:
     return Spool(directory=directory)
 
 
+def _private_dir(directory: Path) -> None:
+    """The rescue spool holds conversations: a directory only this user can read, and not a
+    symlink someone planted under a shared /dev/shm or /tmp."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise OSError(f"rescue dir {directory} is not a directory owned by this user")
+    if st.st_mode & 0o077:
+        os.chmod(directory, 0o700)
+
+
 def write(directory: Path, lines: list[bytes]) -> Path:
     """Durably store `lines` in the rescue spool; raises OSError when that disk fails too."""
+    _private_dir(directory)
     return _spool(directory).write(lines)
 
 

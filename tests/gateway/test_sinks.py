@@ -223,3 +223,21 @@ def test_bad_arguments_are_refused(backend: Backend) -> None:
         backend.sink(max_queue=0)
     with pytest.raises(ValueError, match="flush_interval_s"):
         backend.sink(flush_interval_s=0)
+
+
+def test_rescue_dir_is_private_and_never_a_planted_symlink(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from gateway.sinks import rescue
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    planted = tmp_path / "planted"
+    planted.symlink_to(target)
+    with pytest.raises(OSError, match="not a directory owned"):
+        rescue.write(planted, [b'{"kind":"feedback"}'])
+    assert list(target.iterdir()) == []
+    ok = tmp_path / "rescue"
+    path = rescue.write(ok, [b'{"kind":"feedback"}'])
+    assert stat.S_IMODE(os.stat(ok).st_mode) == 0o700 and path.read_bytes() == b'{"kind":"feedback"}\n'
