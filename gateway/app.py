@@ -187,19 +187,18 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
             if deduper is not None:
                 await deduper.close()
 
-    app = Litestar(
+    return Litestar(
         route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
                         *extra_handlers],
         lifespan=[lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         debug=False,
     )
-    return app
 
 
 def openapi_document(app: Litestar) -> dict[str, Any]:
     """What /schema/openapi.json serves and docs/openapi.json holds (see gateway.openapi).
-    Built on first use; also put in the place Litestar renders /schema/* from."""
+    Built on first use; also put in the place Litestar (2.x, pinned) renders /schema/* from."""
     from litestar._openapi.plugin import OpenAPIPlugin
 
     plugin = app.plugins.get(OpenAPIPlugin)
