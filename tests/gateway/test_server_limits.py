@@ -40,7 +40,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     proc: Proc | None = None
     try:
         proc, base = start_gateway(tmp, cfg, tmp / "state", "--header-timeout", "1", "--max-connections", "64",
-                                   "--max-header-bytes", "16384")
+                                   "--max-header-bytes", "16384", "--http-body-timeout", "1")
         yield {"proc": proc, "base": base, "port": int(base.rsplit(":", 1)[1])}
     finally:
         if proc is not None:
@@ -154,6 +154,25 @@ def test_header_bomb_is_refused_while_reading(gateway: dict[str, Any]) -> None:
     assert json.loads(answered[0].split(b"\r\n\r\n", 1)[1])["error"]["code"] == "headers_too_large"
     assert _rss_kib(pid) - before < 64 * 1024  # < 64 MiB growth for 8 x 32 MiB attempts
     assert httpx.get(f"{gateway['base']}/healthz", timeout=5).status_code == 200
+
+
+def test_a_body_that_never_finishes_is_timed_out(gateway: dict[str, Any]) -> None:
+    """R-U-Dead-Yet: headers complete, then the body trickles and stops (feedback reads its
+    body through Litestar, which has no timeout of its own)."""
+    socks = []
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", gateway["port"]), timeout=5)
+        s.sendall(b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"interaction_id\": ")
+        socks.append(s)
+    try:
+        closed, replies = _wait_closed(socks, timeout=30)
+        assert closed == 10
+        assert all(r.startswith(b"HTTP/1.1 408") for r in replies), replies[:2]
+        assert json.loads(replies[0].split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_timeout"
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_normal_requests_with_keep_alive_still_work(gateway: dict[str, Any]) -> None:
