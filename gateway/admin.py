@@ -7,6 +7,7 @@ that made it serves it at once, others within the reload interval.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from litestar import MediaType, Request, Response, get, post, put
 from gateway import config as cfgmod
 from gateway import config_edits as edits
 from gateway import config_store as cs
+from gateway import jsonsafe
 from gateway.errors import ApiError
 from gateway.runtime import Compiled, Runtime
 
@@ -51,19 +53,31 @@ def _version_doc(v: cs.ConfigVersion, with_config: bool = True) -> dict[str, Any
 
 async def _body_doc(request: Request[Any, Any, Any]) -> Any:
     raw = await request.body()
+    ct = (request.headers.get("content-type") or "").lower()
+    # Parsed off the event loop: a large or hostile YAML document must not stall requests.
+    return await asyncio.to_thread(_decode_body, raw, ct)
+
+
+def _decode_body(raw: bytes, ct: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ApiError(400, f"body is not valid UTF-8 (byte {err.start})", "invalid_body") from None
-    ct = (request.headers.get("content-type") or "").lower()
+    if not text.strip():
+        return {}
     try:
         if "json" in ct:
-            return json.loads(text) if text.strip() else {}
-        return yaml.safe_load(text) if text.strip() else {}
+            jsonsafe.check_depth(raw)
+            return json.loads(text)
+        if jsonsafe.yaml_depth_exceeds(text):
+            raise jsonsafe.too_deep()
+        return yaml.safe_load(text)
     except json.JSONDecodeError as err:
         raise ApiError(400, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}", "invalid_body") from None
     except yaml.YAMLError as err:
         raise ApiError(400, cfgmod.yaml_error_message(err), "invalid_body") from None
+    except RecursionError:
+        raise jsonsafe.too_deep() from None
 
 
 async def _body_object(request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +16,8 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.handlers import asgi
 
-from gateway import admin
+from gateway import admin, jsonsafe, openapi
+from gateway.auth import bearer, single_authorization
 from gateway.errors import ApiError, error_body
 from gateway.proxy import MAX_HEADER_BYTES, chat_completions
 from gateway.runtime import Runtime
@@ -62,8 +66,25 @@ def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_enc.encode(body), status_code=200 if ok else 503, media_type=MediaType.JSON)
 
 
+METRICS_TOKEN_ENV = "ABGATE_METRICS_TOKEN"
+
+
+def _check_metrics_access(request: Request[Any, Any, Any]) -> None:
+    """With `ABGATE_METRICS_TOKEN` set, /metrics (every tenant's route names and costs) needs
+    `Authorization: Bearer <that token>` (Prometheus: `authorization: {credentials: ...}`)."""
+    expected = os.environ.get(METRICS_TOKEN_ENV)
+    if not expected:
+        return
+    token = bearer(single_authorization(request.scope["headers"]))
+    if token is None:
+        raise ApiError(401, f"/metrics needs `Authorization: Bearer <{METRICS_TOKEN_ENV}>`", "missing_api_key")
+    if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), hashlib.sha256(expected.encode()).digest()):
+        raise ApiError(401, "invalid metrics token", "invalid_api_key")
+
+
 @get("/metrics", sync_to_thread=False)
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    _check_metrics_access(request)
     rt = runtime(request)
     if rt.sink is not None:
         rt.metrics.set_queue_depth(rt.sink.queue_depth)
@@ -87,6 +108,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
 
 
 def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, RecursionError):  # a nesting bomb a handler's own decoder met first
+        err = jsonsafe.too_deep()
+        return Response(err.body(), status_code=400, media_type=MediaType.JSON)
     log.exception("handler_failed", error=type(exc).__name__)
     return Response(error_body(500, "internal gateway error", "internal_error"), status_code=500,
                     media_type=MediaType.JSON)
@@ -128,7 +152,16 @@ class FastPath:
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
             return
+        if scope["type"] == "http" and scope["path"].startswith("/schema"):
+            openapi_document(self.app)  # the corrected document, before Litestar renders it
         if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            if scope["method"] != "POST":
+                body = error_body(405, "use POST for /v1/chat/completions", "method_not_allowed")
+                await send({"type": "http.response.start", "status": 405,
+                            "headers": [(b"content-type", b"application/json"), (b"allow", b"POST"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
             rt = self.state.get("runtime") if hasattr(self.state, "get") else getattr(self.state, "runtime", None)
             if rt is not None:
                 await chat_completions(rt, scope, receive, send)
@@ -150,6 +183,9 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
             yield
         finally:
             await rt.stop()
+            deduper = getattr(app.state, "feedback_deduper", None)
+            if deduper is not None:
+                await deduper.close()
 
     return Litestar(
         route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
@@ -158,3 +194,17 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         debug=False,
     )
+
+
+def openapi_document(app: Litestar) -> dict[str, Any]:
+    """What /schema/openapi.json serves and docs/openapi.json holds (see gateway.openapi).
+    Built on first use; also put in the place Litestar (2.x, pinned) renders /schema/* from."""
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    plugin = app.plugins.get(OpenAPIPlugin)
+    doc: dict[str, Any] | None = getattr(app.state, "abgate_openapi", None)
+    if doc is None:
+        doc = openapi.document(plugin.provide_openapi_schema())
+        plugin._openapi_schema = doc
+        app.state.abgate_openapi = doc
+    return doc

@@ -38,7 +38,7 @@ import structlog
 
 from gateway import events as ev
 from gateway.archive import ArchiveWriter, events_dir
-from gateway.sink import STREAM, STREAM_FIELD
+from gateway.sinks.redis import STREAM, STREAM_FIELD
 
 log = structlog.get_logger("abgate.archiver")
 

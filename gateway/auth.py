@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.config import Auth, RouterConfig
@@ -32,6 +33,19 @@ class Principal:
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def single_authorization(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The one `Authorization` header of an ASGI header list, or None. Two of them are
+    refused (400): proxies and frameworks disagree on which one counts (first or last), so
+    answering either would let a client smuggle a second identity past a proxy's check."""
+    found: str | None = None
+    for k, v in raw_headers:
+        if k.lower() == b"authorization":
+            if found is not None:
+                raise ApiError(400, "multiple Authorization headers: send exactly one", "multiple_authorization")
+            found = v.decode("latin-1")
+    return found
 
 
 def bearer(authorization: str | None) -> str | None:

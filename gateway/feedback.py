@@ -6,17 +6,15 @@ feedback works days later and after restarts with no lookup). Every refusal is a
 OpenAI-shaped 4xx naming the field; nothing is emitted unless the whole body is valid.
 
 Idempotency on (interaction_id, metric, idempotency_key): the event id is derived from
-the triple (`events.feedback_event_id`), remembered in a bounded in-process LRU and, in
-Redis mode, claimed with `SET NX` (7-day TTL) so every replica sees it. A retry answers
-200 `{"status": "duplicate"}` and writes nothing. (Embedded mode with several workers
-shares no memory; a cross-worker retry is still harmless downstream because the event
-id is identical and analysis keeps one event per id.)
+the triple (`events.feedback_event_id`) and claimed in `gateway.idempotency` (an
+in-process LRU in front of SQLite under the state dir in embedded mode, shared by the
+workers and kept across restarts, or Redis `SET NX` in Redis mode, 7-day TTL). A retry
+answers 200 `{"status": "duplicate"}` and writes nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,27 +24,25 @@ import structlog
 from litestar import Request, Response, post
 
 from gateway import events as ev
-from gateway.auth import AuthIndex, Principal, bearer
+from gateway import jsonsafe
 from gateway import metric_catalog as catalog
+from gateway.auth import AuthIndex, Principal, bearer, single_authorization
 from gateway.config import CustomMetric
 from gateway.errors import ApiError, error_body
 from gateway.ids import InteractionRef, InvalidInteractionId
+from gateway.idempotency import Deduper, open_deduper
 
 log = structlog.get_logger("abgate.feedback")
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_KEY_LEN = 256
 MAX_TEXT_LEN = 100_000
-LRU_SIZE = 100_000
-IDEMPOTENCY_TTL_S = 7 * 24 * 3600
-REDIS_KEY_PREFIX = "abgate:feedback:"
 
 BUILTIN_METRICS = catalog.BUILTIN_FEEDBACK
 SOURCES = ("user", "reviewer", "system")
 REVIEW_SCORES = catalog.REVIEW_SCORES
 _RESERVED = {"interaction_id", "metric", "value", "idempotency_key", "source"}
 _JSON_CT = "application/json"
-_decoder = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +148,7 @@ def validate_value(metric: str, value: Any, custom: Mapping[str, CustomMetric]) 
 def parse_feedback(body: bytes, custom: Mapping[str, CustomMetric]) -> ParsedFeedback:
     """Decode and validate a feedback body (everything except the id's signature)."""
     try:
-        doc = _decoder.decode(body)
+        doc = jsonsafe.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(doc, dict):
@@ -178,51 +174,11 @@ def parse_feedback(body: bytes, custom: Mapping[str, CustomMetric]) -> ParsedFee
     return ParsedFeedback(iid, metric, value, key, source, extra)
 
 
-class Deduper:
-    """Remembers claimed feedback event ids: in-process LRU, plus Redis SET NX when given."""
-
-    def __init__(self, redis: Any = None, size: int = LRU_SIZE):
-        self.redis = redis
-        self.size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    async def claim(self, event_id: str) -> bool:
-        """True if this is the first time `event_id` is seen (the caller should write it)."""
-        if event_id in self._seen:
-            self._seen.move_to_end(event_id)
-            return False
-        if self.redis is not None:
-            try:
-                fresh = await self.redis.set(REDIS_KEY_PREFIX + event_id, b"1", nx=True, ex=IDEMPOTENCY_TTL_S)
-            except Exception as exc:  # Redis down: the LRU and the deterministic event id still hold
-                log.warning("feedback_dedupe_redis_unavailable", error=str(exc) or type(exc).__name__)
-                fresh = True
-            if not fresh:
-                self._remember(event_id)
-                return False
-        self._remember(event_id)
-        return True
-
-    async def release(self, event_id: str) -> None:
-        """Forget a claim whose event could not be queued, so the client's retry works."""
-        self._seen.pop(event_id, None)
-        if self.redis is not None:
-            try:
-                await self.redis.delete(REDIS_KEY_PREFIX + event_id)
-            except Exception:
-                pass
-
-    def _remember(self, event_id: str) -> None:
-        self._seen[event_id] = None
-        if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
-
-
 def _deduper(request: Request[Any, Any, Any], rt: Any) -> Deduper:
-    # Lives on app.state: created once per app (lifespan-scoped), not a module global.
+    # Lives on app.state: created once per app (lifespan-scoped, closed by the app), not a module global.
     d = getattr(request.app.state, "feedback_deduper", None)
     if d is None:
-        d = Deduper(getattr(rt.sink, "redis_client", None))
+        d = open_deduper(rt.settings.state_dir, rt.settings.redis_url)
         request.app.state.feedback_deduper = d
     return d
 
@@ -268,7 +224,7 @@ async def handle(request: Request[Any, Any, Any]) -> Response[bytes]:
         ct = request.headers.get("content-type")
         if ct is not None and not ct.lower().startswith(_JSON_CT):
             raise ApiError(400, f"content-type must be application/json, got {ct!r}", "invalid_content_type")
-        authz = request.headers.get("authorization")
+        authz = single_authorization(request.scope["headers"])
         auth = _auth(request, rt)
         principal = auth.client(authz)
         admin = principal.admin or auth.is_admin_token(bearer(authz))

@@ -72,6 +72,8 @@ class IdSigner:
         """Return the ref inside a genuine id; raise InvalidInteractionId saying what is wrong."""
         if not isinstance(token, str) or not token:
             raise InvalidInteractionId("interaction_id must be a non-empty string")
+        if not token.isascii():  # base64url and the prefix are ASCII; compare_digest refuses others
+            raise InvalidInteractionId("interaction_id is malformed (non-ASCII characters)")
         parts = token.split(".")
         if len(parts) != 4 or parts[0] != PREFIX:
             raise InvalidInteractionId("interaction_id is malformed or truncated")

@@ -23,6 +23,7 @@ from gateway import events as ev
 from gateway.config import Upstream
 from gateway.errors import ApiError, error_body
 from gateway.ids import InteractionRef
+from gateway.jsonsafe import check_depth
 from gateway.ratelimit import RateLimiter
 from gateway.redact import capture
 
@@ -289,6 +290,7 @@ def _headers(scope: Any) -> _Headers:
 
 
 def _parse(body: bytes) -> dict[str, msgspec.Raw]:
+    check_depth(body)
     try:
         body.decode("utf-8")  # msgspec does not check UTF-8 inside Raw values
         doc = _raw_dict.decode(body)

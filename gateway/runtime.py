@@ -28,7 +28,7 @@ from gateway.config import Arm, RouterConfig, Upstream
 from gateway.events import ConfigChange
 from gateway.ids import IdSigner
 from gateway.proxy import UpstreamClient, UpstreamPool
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Limiter, open_limiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
 
@@ -120,11 +120,7 @@ class Runtime:
         self.editor = edits.ConfigEditor(self.store, audit=self._audit)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.limiter: Any = RateLimiter()
-        if settings.redis_url:
-            from gateway.ratelimit import SharedRateLimiter
-
-            self.limiter = SharedRateLimiter(settings.redis_url)
+        self.limiter: Limiter = open_limiter(settings.state_dir, settings.redis_url)
         self.sink: Any = None
         self.compiled: Compiled | None = None  # type: ignore[assignment]
         self.config: cs.ConfigVersion | None = None
@@ -139,9 +135,9 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from gateway.sink import EventSink
+        from gateway.sinks import open_sink
 
-        self.sink = EventSink(self.state_dir, self.settings.redis_url, metrics=self.metrics)
+        self.sink = open_sink(self.state_dir, self.settings.redis_url, metrics=self.metrics)
         await self.sink.start()
         self._loop = asyncio.get_running_loop()
         path = self.settings.config_path

@@ -29,8 +29,12 @@ def spool_dir(state_dir: Path) -> Path:
 
 
 class Spool:
-    def __init__(self, state_dir: Path):
-        self.dir = spool_dir(state_dir)
+    def __init__(self, state_dir: Path | None = None, *, directory: Path | None = None):
+        if directory is None:
+            if state_dir is None:
+                raise ValueError("Spool needs a state dir or a directory")
+            directory = spool_dir(state_dir)
+        self.dir = directory
         self._seq = itertools.count(1)
 
     def write(self, lines: Sequence[bytes]) -> Path:

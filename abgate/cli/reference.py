@@ -53,50 +53,17 @@ def markdown() -> str:
 
 
 
-# The proxy route is a raw ASGI handler (no Litestar parsing on the hot path), so Litestar
-# cannot describe it; this is its OpenAPI entry.
-_CHAT_PATH = {
-    "post": {
-        "summary": "OpenAI-compatible chat completions, A/B-routed",
-        "description": (
-            "`model` names a route; the body is forwarded byte for byte except `model`. Streaming (SSE) "
-            "when `stream` is true. The response `id` is the signed interaction id. Response headers: "
-            "x-abgate-route, x-abgate-arm, x-abgate-model, x-abgate-config-version, x-abgate-interaction-id."
-        ),
-        "operationId": "ChatCompletions",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["model", "messages"],
-            "properties": {"model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
-                           "user": {"type": "string"}, "stream": {"type": "boolean"}},
-        }}}},
-        "responses": {
-            "200": {"description": "chat.completion, or a text/event-stream of chat.completion.chunk"},
-            "400": {"description": "invalid request (OpenAI error shape)"},
-            "401": {"description": "missing or unknown API key"},
-            "404": {"description": "unknown route"},
-            "413": {"description": "body over limits.max_body_bytes"},
-            "429": {"description": "rate limited (retry-after)"},
-            "502": {"description": "upstream error"},
-            "504": {"description": "upstream timeout"},
-        },
-    }
-}
-
-
 def openapi() -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
     from abgate.server import _extra_handlers
-    from gateway.app import create_app
+    from gateway.app import create_app, openapi_document
     from gateway.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(state_dir=Path(tmp)), extra_handlers=_extra_handlers())
-        schema = app.openapi_schema.to_schema()
-    schema["info"] = {"title": "abgate", "version": "0.1.0"}
-    schema["paths"] = {"/v1/chat/completions": _CHAT_PATH, **schema["paths"]}
-    return schema
+        return openapi_document(app)
 
 
 def write_all(root: Any = None) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from abgate.http_limits import ENV_VAR as HTTP_LIMITS_ENV
+from abgate.http_limits import HttpLimits
 from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from gateway import config as cfgmod
 from gateway.config_store import ConfigVersion
@@ -26,6 +30,16 @@ def serve(
     reset_traffic: Annotated[bool, typer.Option(
         "--reset-traffic", help="Take arm weights and coverage from FILE too, replacing the traffic state "
                                 "promote/rollback/rollout set (one-off; never leave it in a unit file).")] = False,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", min=0.1, help="Seconds a connection may take to send a request's headers (408 after).")] = 10.0,
+    http_body_timeout: Annotated[float, typer.Option(
+        "--http-body-timeout", min=0.1, help="Seconds a request's body may take to arrive after its headers.")] = 60.0,
+    max_header_bytes: Annotated[int, typer.Option(
+        "--max-header-bytes", min=1024, help="Request line + headers, counted while reading (431 beyond).")] = 80 * 1024,
+    max_connections: Annotated[int, typer.Option(
+        "--max-connections", min=1, help="Open connections per worker; idle and slow ones are closed first.")] = 4096,
+    keep_alive_timeout: Annotated[float, typer.Option(
+        "--keep-alive-timeout", min=0.1, help="Seconds an idle keep-alive connection stays open.")] = 5.0,
 ) -> None:
     """Serve the OpenAI-compatible gateway. FILE seeds an empty store; later it is applied only
     when its content changed since it was last applied, keeping the traffic state (weights,
@@ -63,14 +77,47 @@ def serve(
     if cur is None:
         raise fail("no router config: pass --config FILE or store one with `abgate config set FILE`")
     os.environ[ENV_VAR] = settings.to_env()
+    os.environ[HTTP_LIMITS_ENV] = HttpLimits(header_timeout_s=header_timeout, body_timeout_s=http_body_timeout,
+                                             max_head_bytes=max_header_bytes,
+                                             max_connections=max_connections).to_env()
     if workers > 1:
         from gateway.metrics import prepare_multiprocess
 
         prepare_multiprocess(sdir / "run" / f"metrics-{port}")
     console.print(f"abgate serving config version {cur.version} on http://{host}:{port} "
                   f"({workers} worker{'s' if workers > 1 else ''}, state {sdir})", highlight=False)
+    started = time.time()
+    # uvicorn re-raises the stop signal once it has shut down; catch it here so the stop
+    # can be reported (and refused as clean when events had to be rescued) first.
+    caught: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
     uvicorn.run(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
-        http="httptools", lifespan="on", access_log=False, log_level=log_level.lower(),
-        timeout_graceful_shutdown=30, server_header=False, date_header=False, proxy_headers=False,
+        http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
+        log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=keep_alive_timeout,
+        timeout_worker_healthcheck=60,  # a worker importing on a busy host is slow, not hung
+        server_header=False, date_header=False, proxy_headers=False,
     )
+    _report_stop(sdir, started)
+    if caught:  # a clean stop ends the way it always did: by the signal
+        signal.signal(caught[0], signal.SIG_DFL)
+        signal.raise_signal(caught[0])
+
+
+def _report_stop(sdir: Path, started: float) -> None:
+    """Refuse to report a clean stop when a worker could not store its queued events."""
+    from gateway.sinks import rescue
+
+    where = rescue.rescue_dir(sdir)
+    report = rescue.stop_report(where, started)
+    if report.clean:
+        return
+    if report.rescued_events:
+        console.print(f"[red]abgate stopped with the event storage unwritable: {report.rescued_events} queued "
+                      f"events were written to the rescue spool {where} instead; the next `abgate serve` "
+                      f"with this state dir moves them into the archive.[/red]", highlight=False)
+    if report.lost_events:
+        console.print(f"[red]abgate stopped and LOST {report.lost_events} queued events: neither the event "
+                      f"storage nor the rescue spool {where} was writable.[/red]", highlight=False)
+    raise typer.Exit(rescue.UNCLEAN_EXIT)

@@ -14,7 +14,8 @@ from gateway import events as ev
 from gateway.archive import ArchiveWriter
 from gateway.archiver import DEDUPE_PREFIX, GROUP, Archiver, ArchiverError
 from gateway.metrics import Metrics
-from gateway.sink import STREAM, EventSink
+from gateway.sinks import STREAM
+from gateway.sinks import open_sink as EventSink
 from gateway.spool import Spool
 from tests.support.archive import archived_events as archived
 from tests.support.procs import start_redis

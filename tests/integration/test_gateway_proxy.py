@@ -382,8 +382,13 @@ def test_slow_body_is_cut_off_with_408(env: dict[str, Any]) -> None:
 
 
 def test_huge_headers_refused_with_431(env: dict[str, Any]) -> None:
+    # past the server's --max-header-bytes (80 KiB): refused while reading, before the app
     r = env["client"].post("/v1/chat/completions", json={"model": "support", "messages": MSGS},
                            headers={"x-big": "a" * 100_000})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+    # past the proxy's 64 KiB of headers but inside the server's cap: a rejected event
+    r = env["client"].post("/v1/chat/completions", json={"model": "support", "messages": MSGS},
+                           headers={"x-big": "a" * 70_000})
     assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
     wait_events(env["state"], lambda e: e.get("kind") == "interaction" and e.get("http_status") == 431
                 and e.get("status") == "rejected")

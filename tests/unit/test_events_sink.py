@@ -11,7 +11,7 @@ import pytest
 from gateway import events as ev
 from gateway.archive import ArchiveWriter
 from gateway.metrics import Metrics
-from gateway.sink import EventSink
+from gateway.sinks import open_sink as EventSink
 
 
 def _feedback(i: int, ts: str | None = None) -> ev.Feedback:
@@ -148,11 +148,13 @@ def test_unwritable_archive_keeps_events_bounded_then_recovers(tmp_path: Path) -
 
 
 def test_stop_with_unwritable_archive_counts_the_loss(tmp_path: Path) -> None:
+    """Archive and rescue spool both unwritable: the loss is counted and the stop is unclean."""
     (tmp_path / "events").write_text("x")
+    (tmp_path / "rescue").write_text("x")  # not a directory either
     metrics = Metrics()
 
     async def run() -> EventSink:
-        sink = EventSink(tmp_path, metrics=metrics, flush_interval_s=0.01)
+        sink = EventSink(tmp_path, metrics=metrics, flush_interval_s=0.01, rescue_dir=tmp_path / "rescue")
         await sink.start()
         for i in range(7):
             sink.emit(_feedback(i))
@@ -160,7 +162,7 @@ def test_stop_with_unwritable_archive_counts_the_loss(tmp_path: Path) -> None:
         return sink
 
     sink = asyncio.run(run())
-    assert sink.dropped == 7
+    assert sink.dropped == 7 and sink.lost_at_stop == 7 and not sink.clean_stop
     assert counter(metrics, "feedback", "dropped") == 7
 
 
