@@ -12,7 +12,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from gateway.routing import bucket_ranges
+from gateway.routing import HASH_VERSIONS, bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
 _HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
@@ -181,8 +181,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
         experiments[route.experiment] = rname
         if not _HASH_ATTR.match(route.hash_attribute):
             raise ConfigError(f"{at}.hash_attribute", "must be user, api_key or header:<name>")
-        if route.hash_version not in (1, 2):
-            raise ConfigError(f"{at}.hash_version", "must be 1 or 2")
+        if route.hash_version not in HASH_VERSIONS:
+            raise ConfigError(f"{at}.hash_version", "must be 1, 2 or 3 (3: GrowthBook 4.x / JS SDK UTF-16 hashing)")
         if route.phase < 1:
             raise ConfigError(f"{at}.phase", "must be >= 1")
         if not 0.0 <= route.coverage <= 1.0:
@@ -246,7 +246,7 @@ def to_yaml(cfg: RouterConfig) -> str:
 
 
 def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterConfig:
-    """Start a new phase on every route whose arms (models or weights) or coverage changed."""
+    """Start a new phase on every route whose arms (models or weights), coverage or hashing changed."""
     if old is None:
         return new
     routes = {}
@@ -255,7 +255,8 @@ def with_phases_bumped(old: RouterConfig | None, new: RouterConfig) -> RouterCon
         if prev is None or prev.experiment != route.experiment:
             routes[name] = route
             continue
-        changed = prev.arms != route.arms or prev.coverage != route.coverage
+        changed = (prev.arms != route.arms or prev.coverage != route.coverage
+                   or prev.hash_version != route.hash_version or prev.hash_attribute != route.hash_attribute)
         phase = max(route.phase, prev.phase + 1) if changed else max(route.phase, prev.phase)
         routes[name] = msgspec.structs.replace(route, phase=phase)
     return msgspec.structs.replace(new, routes=routes)
