@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import offline, report, targets, ttft
+from bench import offline, report, startup, targets, ttft
 from bench.archive_count import count_archive
 from bench.procfs import usage
 from bench.wrk import WrkRun
@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     work = Path(tempfile.mkdtemp(prefix="abgate-bench-"))
     try:
+        results["startup"] = startup.run(runs=3 if args.quick else 7)
         _run_in(work, args, pin, results)
         results["machine"]["loadavg_after"] = loadavg()
     finally:
