@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
+from simulator.http import Response, error_body
 
-from simulator.http import Response
-
-
-def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
-    return msgspec.json.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
+__all__ = ["error", "error_body", "status_error"]
 
 
 def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,

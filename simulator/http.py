@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import httptools
+import msgspec
 
 
 @dataclass(slots=True)
@@ -34,6 +35,11 @@ class Response:
 
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    """OpenAI's error shape; here (not in simulator.errors) because the server itself answers errors."""
+    return msgspec.json.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
 def head(status: int, content_type: str, headers: tuple[tuple[str, str], ...], keep_alive: bool,
@@ -193,8 +199,6 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def _reject(self, status: int, message: str) -> None:
-        from simulator.errors import error_body
-
         self.write(encode_response(Response(status, error_body(message, "invalid_request_error", None)), False))
         self.close()
 
@@ -218,6 +222,4 @@ class Connection(asyncio.Protocol):
 
 
 def _internal_error(err: Exception) -> Response:
-    from simulator.errors import error_body
-
     return Response(500, error_body(f"simulator internal error: {type(err).__name__}: {err}", "server_error", None))

@@ -12,6 +12,7 @@ from rich.table import Table
 from abgate.cli.common import EXIT_ERROR, JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
 from evaluation import criteria as critmod
 from evaluation import decisions, gate, rollout
+from evaluation.decide import decide
 
 _STYLE = {"GO": "bold green", "NO-GO": "bold red", "HOLD": "bold yellow"}
 
@@ -65,7 +66,7 @@ def gate_command(
     if crit.stage == "online":
         kw["store"] = store
     with console.status("evaluating criteria ...", spinner="dots"):
-        d = gate.decide(crit, sdir, **kw)
+        d = decide(crit, sdir, **kw)
     applied = None
     if apply and d.verdict != "HOLD":
         target = route or crit.route or d.route or _route_for(store, crit.experiment)
