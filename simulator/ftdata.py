@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from simulator.chat import approx_tokens
+from simulator.generate import approx_tokens
 
 ROLES = {"system", "user", "assistant", "tool", "function", "developer"}
 MESSAGE_KEYS = {"role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight", "refusal"}

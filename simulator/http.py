@@ -61,13 +61,14 @@ def encode_response(resp: Response, keep_alive: bool) -> bytes:
 class StreamWriter:
     """Chunked transfer-encoding writer for one streamed response, with backpressure."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "extra")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.extra: tuple[tuple[str, str], ...] = ()  # headers the app adds to every streamed answer
 
     def start(self, status: int, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self._conn.write(head(status, content_type, headers, True, None))
+        self._conn.write(head(status, content_type, headers + self.extra, True, None))
 
     async def send(self, data: bytes) -> None:
         if data:
