@@ -73,7 +73,7 @@ def events_lost(events: dict[str, Any]) -> int:
     Requests cut off by wrk at the end of a run may still be logged without a counted
     response, hence the upper bound check separately in `events_ok`.
     """
-    return max(0, events["responses"] - events["interaction_events"])
+    return max(0, int(events["responses"]) - int(events["interaction_events"]))
 
 
 def events_ok(events: dict[str, Any]) -> bool:

@@ -131,7 +131,7 @@ def first_interaction_id(target: targets.Target) -> str:
     body = ttft.chat_body(target.model, 0, stream=False)
     r = httpx.post(target.chat_url, content=body, headers={"content-type": "application/json"}, timeout=30)
     r.raise_for_status()
-    return r.headers.get("x-abgate-interaction-id") or r.json()["id"]
+    return str(r.headers.get("x-abgate-interaction-id") or r.json()["id"])
 
 
 def metric_totals(text: str) -> dict[str, float]:

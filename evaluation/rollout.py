@@ -28,7 +28,6 @@ from gateway.archive import append_events
 from gateway.config import ConfigError, RouterConfig, validate
 
 
-
 class RolloutError(RuntimeError):
     """A promote/rollback/rollout that cannot be done; the message says why."""
 

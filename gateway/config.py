@@ -238,7 +238,8 @@ def parse_yaml(text: str) -> RouterConfig:
 
 
 def to_builtins(cfg: RouterConfig) -> dict[str, Any]:
-    return msgspec.to_builtins(cfg)
+    out: dict[str, Any] = msgspec.to_builtins(cfg)
+    return out
 
 
 def to_yaml(cfg: RouterConfig) -> str:

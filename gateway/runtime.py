@@ -141,7 +141,7 @@ class Runtime:
 
             self.limiter = SharedRateLimiter(settings.redis_url)
         self.sink: Any = None
-        self.compiled: Compiled | None = None  # type: ignore[assignment]
+        self.compiled: Compiled | None = None
         self.config: cs.ConfigVersion | None = None
         self._task: asyncio.Task[None] | None = None
         self._push_task: asyncio.Task[None] | None = None
@@ -301,7 +301,7 @@ class Runtime:
 
     async def put_config(self, cfg: RouterConfig, *, expected_version: int | None, author: str, reason: str,
                          decision_id: str | None = None, action: str = "set") -> cs.ConfigVersion:
-        new = await asyncio.to_thread(
+        new: cs.ConfigVersion = await asyncio.to_thread(
             lambda: self.store.put(cfg, expected_version=expected_version, author=author, reason=reason,
                                    decision_id=decision_id, action=action))
         self.sink.emit(cs.change_event(new, expected_version))

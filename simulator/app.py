@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 
 from simulator.chat import ChatHandler
-from simulator.generate import approx_tokens
 from simulator.embeddings import DIM, embed
 from simulator.errors import error, status_error
 from simulator.finetune import FineTuneStore
+from simulator.generate import approx_tokens
 from simulator.headers import RateHeaders
 from simulator.http import Request, Response, StreamWriter
 from simulator.responses import ResponsesHandler

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator import model, schema
 from simulator import logprobs as lp
+from simulator import model, schema
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,9 +108,9 @@ class ResponsesHandler:
         if len(parts) == 2 and req.method == "GET":
             return _ok(rec["response"])
         if len(parts) == 2 and req.method == "DELETE":
-            path = self._path(rid)
-            assert path is not None
-            path.unlink(missing_ok=True)
+            stored = self._path(rid)
+            assert stored is not None
+            stored.unlink(missing_ok=True)
             return _ok({"id": rid, "object": "response", "deleted": True})
         if len(parts) == 3 and parts[2] == "input_items" and req.method == "GET":
             data = [{"id": it.get("id") or self._id("msg"), **it} for it in reversed(rec["input"])]
@@ -205,7 +205,8 @@ class ResponsesHandler:
                                         "logprobs": list(ch.logprobs or ())}]})
         out_tokens = gen.output_tokens((ch,))
         incomplete = ch.finish_reason == "length"
-        text_cfg = data.get("text") if isinstance(data.get("text"), dict) else {}
+        raw_text = data.get("text")
+        text_cfg: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
         now = int(time.time())
         return {
             "id": self._id("resp"), "object": "response", "created_at": now, "status":

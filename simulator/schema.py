@@ -66,7 +66,8 @@ class _Gen:
         if typ is None:
             typ = "object" if "properties" in schema else "array" if "items" in schema else "string"
         if typ == "object":
-            props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+            raw_props = schema.get("properties")
+            props: dict[str, Any] = raw_props if isinstance(raw_props, dict) else {}
             return {k: self.value(v, f"{path}.{k}", k, depth + 1) for k, v in props.items()}
         if typ == "array":
             lo = int(schema.get("minItems", 1))

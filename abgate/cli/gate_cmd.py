@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,6 +13,7 @@ from abgate.cli.common import EXIT_ERROR, JsonOut, RedisUrl, StateDir, console, 
 from evaluation import criteria as critmod
 from evaluation import decisions, gate, rollout
 from evaluation.decide import decide
+from gateway.config_store import ConfigStore
 
 _STYLE = {"GO": "bold green", "NO-GO": "bold red", "HOLD": "bold yellow"}
 
@@ -62,7 +63,7 @@ def gate_command(
         raise fail(f"{criteria}: {e}", 2) from None
     store = open_store(state, redis)
     author = getpass.getuser()
-    kw = dict(criteria_path=str(criteria.resolve()), criteria_sha256=sha, decided_by=author)
+    kw: dict[str, Any] = dict(criteria_path=str(criteria.resolve()), criteria_sha256=sha, decided_by=author)
     if crit.stage == "online":
         kw["store"] = store
     with console.status("evaluating criteria ...", spinner="dots"):
@@ -97,7 +98,7 @@ def gate_command(
     raise typer.Exit(d.exit_code)
 
 
-def _route_for(store, experiment: str | None) -> str | None:
+def _route_for(store: ConfigStore, experiment: str | None) -> str | None:
     cur = store.current()
     if cur is None or experiment is None:
         return None

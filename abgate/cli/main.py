@@ -75,6 +75,7 @@ COMMANDS: tuple[Lazy, ...] = (
 def load(spec: Lazy) -> Any:
     """Import the command's module and build its click command (typer's vendored click)."""
     obj = getattr(importlib.import_module(spec.module), spec.attr)
+    cmd: Any
     if spec.kind == "group":
         cmd = typer.main.get_group(obj)
     else:

@@ -12,7 +12,7 @@ from gateway import config as cfgmod
 from gateway import proxy
 from gateway.admin import promoted_weights
 from gateway.auth import AuthIndex
-from gateway.config import Auth, ApiKey, Arm, Route
+from gateway.config import ApiKey, Arm, Auth, Route
 from gateway.errors import ApiError
 from gateway.ids import IdSigner, InvalidInteractionId
 from gateway.ratelimit import RateLimiter
