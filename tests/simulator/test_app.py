@@ -54,8 +54,8 @@ def test_rate_limited_model_answers_429_with_retry_after(client: openai.OpenAI, 
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
 
 
-def test_sdk_retries_honour_retry_after(sim_base: str) -> None:
-    # max_retries=1: the SDK waits retry-after (0 s here) and tries again; both attempts are 429
+def test_sdk_retries_a_429_then_reports_it(sim_base: str) -> None:
+    # max_retries=1: the SDK backs off and tries again; the model is always rate-limited, so both are 429
     seen: list[httpx.Response] = []
     with openai.OpenAI(base_url=f"{sim_base}/v1", api_key="k", max_retries=1,
                        http_client=httpx.Client(event_hooks={"response": [seen.append]})) as c:
