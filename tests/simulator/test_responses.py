@@ -26,6 +26,8 @@ def test_create_and_retrieve(client: openai.OpenAI) -> None:
     assert r.usage is not None and r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
     again = client.responses.retrieve(r.id)
     assert again.id == r.id and again.output_text == r.output_text
+    items = list(client.responses.input_items.list(r.id))
+    assert [(i.type, i.role) for i in items] == [("message", "user")]  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_doesnotexist")
 
