@@ -77,7 +77,7 @@ class Simulator:
         """Every answer carries OpenAI's `x-request-id`, `openai-processing-ms` and `x-ratelimit-*`."""
         started = time.perf_counter()
         limited = b"rate-limited" in req.body and _rate_limited_model(req.body)
-        writer.extra = self.rate.headers(len(req.body), started, exhausted=limited)
+        writer.extra = self.rate.render(len(req.body), started, exhausted=limited)
         if limited:
             result: Response | None | Awaitable[Response | None] = status_error(
                 429, "Rate limit reached for requests (simulated: the model name contains 'rate-limited').",
@@ -85,7 +85,7 @@ class Simulator:
         else:
             result = self._route(req, writer)
         if isinstance(result, Response):
-            result.headers += writer.extra
+            result.raw_headers += writer.extra
             return result
         if result is None:
             return None
@@ -172,10 +172,10 @@ def _rate_limited_model(body: bytes) -> bool:
     return isinstance(data, dict) and isinstance(data.get("model"), str) and "rate-limited" in data["model"]
 
 
-async def _stamped(result: Awaitable[Response | None], extra: tuple[tuple[str, str], ...]) -> Response | None:
+async def _stamped(result: Awaitable[Response | None], extra: str) -> Response | None:
     resp = await result
     if resp is not None:
-        resp.headers += extra
+        resp.raw_headers += extra
     return resp
 
 

@@ -32,6 +32,7 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    raw_headers: str = ""  # pre-rendered "name: value\r\n" lines (the app's per-answer headers)
 
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -43,19 +44,20 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
 
 
 def head(status: int, content_type: str, headers: tuple[tuple[str, str], ...], keep_alive: bool,
-         length: int | None) -> bytes:
+         length: int | None, raw: str = "") -> bytes:
     parts = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\ncontent-type: {content_type}\r\n"]
     parts.append(f"content-length: {length}\r\n" if length is not None else "transfer-encoding: chunked\r\n")
     if not keep_alive:
         parts.append("connection: close\r\n")
     for k, v in headers:
         parts.append(f"{k}: {v}\r\n")
+    parts.append(raw)
     parts.append("\r\n")
     return "".join(parts).encode("latin-1")
 
 
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
-    return head(resp.status, resp.content_type, resp.headers, keep_alive, len(resp.body)) + resp.body
+    return head(resp.status, resp.content_type, resp.headers, keep_alive, len(resp.body), resp.raw_headers) + resp.body
 
 
 class StreamWriter:
@@ -65,10 +67,10 @@ class StreamWriter:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self.extra: tuple[tuple[str, str], ...] = ()  # headers the app adds to every streamed answer
+        self.extra = ""  # pre-rendered header lines the app adds to every answer (see Response.raw_headers)
 
     def start(self, status: int, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self._conn.write(head(status, content_type, headers + self.extra, True, None))
+        self._conn.write(head(status, content_type, headers, True, None, self.extra))
 
     async def send(self, data: bytes) -> None:
         if data:
