@@ -6,7 +6,7 @@ PYTHON ?= python3
 APT_PACKAGES := redis-server prometheus wrk
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: venv sysdeps test demo bench soak clean
+.PHONY: venv sysdeps node-deps lint test demo bench soak clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,21 @@ sysdeps:
 	@# the Debian packages start their own services where an init system exists; tests use their own instances
 	@-service redis-server stop >/dev/null 2>&1; service prometheus stop >/dev/null 2>&1; true
 
-test: venv sysdeps
+# The real JS clients of the compatibility tests (openai Node SDK, GrowthBook's JS SDK), from the lockfile.
+# Nothing is fetched when node_modules already matches the lockfile, so this works offline once installed.
+NODE_DIR := tests/compat/node
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+# ruff (lint) and mypy (types): configured in pyproject.toml; `make test` runs them first.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: venv sysdeps node-deps lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 demo: venv
@@ -40,4 +54,4 @@ soak: venv sysdeps
 	$(PY) -m bench.soak
 
 clean:
-	rm -rf $(VENV) .abgate .pytest_cache
+	rm -rf $(VENV) .abgate .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -27,6 +27,7 @@ MIN_RPS_AT_32 = 2000.0
 MIN_SHARE_OF_FLOOR = 0.80
 ANALYZE_10M_S = 30.0
 DATASET_100K_S = 60.0
+CLI_STARTUP_S = 0.3  # issue 15: `abgate --help` and `abgate config validate`
 
 
 def _runs_by_key(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -72,7 +73,7 @@ def events_lost(events: dict[str, Any]) -> int:
     Requests cut off by wrk at the end of a run may still be logged without a counted
     response, hence the upper bound check separately in `events_ok`.
     """
-    return max(0, events["responses"] - events["interaction_events"])
+    return max(0, int(events["responses"]) - int(events["interaction_events"]))
 
 
 def events_ok(events: dict[str, Any]) -> bool:
@@ -119,6 +120,8 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         if t.get("events"):
             out.append({"target": gw, "check": "events lost", "value": events_lost(t["events"]), "limit": 0,
                         "op": "==", "ok": events_ok(t["events"])})
+    for row in (results.get("startup") or {}).get("commands", []):
+        out.append(_check("cli", f"start-up `{row['command']}` min (s)", row["min_s"], CLI_STARTUP_S, at_most=True))
     offline = results.get("offline") or {}
     if (a := offline.get("analyze_10m")) and a.get("seconds") is not None:
         out.append(_check("offline", "analyze 10M events (s)", a["seconds"], ANALYZE_10M_S, at_most=True))
@@ -212,6 +215,14 @@ def markdown(results: dict[str, Any]) -> str:
             if o.get("detail"):
                 detail += f" — {o['detail']}"
             lines.append(f"| {name} | {detail} |")
+        lines.append("")
+    startup = (results.get("startup") or {}).get("commands", [])
+    if startup:
+        lines += ["## CLI start-up (fresh process per run)", "",
+                  "| command | runs | min s | median s | heavy imports |", "|---|---:|---:|---:|---|"]
+        for row in startup:
+            lines.append(f"| `{row['command']}` | {row['runs']} | {row['min_s']:.3f} | {row['median_s']:.3f} | "
+                         f"{', '.join(row['heavy_imports']) or 'none'} |")
         lines.append("")
     cs = checks(results)
     if cs:

@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import offline, report, targets, ttft
+from bench import offline, report, startup, targets, ttft
 from bench.archive_count import count_archive
 from bench.procfs import usage
 from bench.wrk import WrkRun
@@ -131,7 +131,7 @@ def first_interaction_id(target: targets.Target) -> str:
     body = ttft.chat_body(target.model, 0, stream=False)
     r = httpx.post(target.chat_url, content=body, headers={"content-type": "application/json"}, timeout=30)
     r.raise_for_status()
-    return r.headers.get("x-abgate-interaction-id") or r.json()["id"]
+    return str(r.headers.get("x-abgate-interaction-id") or r.json()["id"])
 
 
 def metric_totals(text: str) -> dict[str, float]:
@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     work = Path(tempfile.mkdtemp(prefix="abgate-bench-"))
     try:
+        results["startup"] = startup.run(runs=3 if args.quick else 7)
         _run_in(work, args, pin, results)
         results["machine"]["loadavg_after"] = loadavg()
     finally:

@@ -19,7 +19,8 @@ def decisions_dir(state_dir: Path) -> Path:
 
 
 def to_dict(d: Decision) -> dict[str, Any]:
-    return msgspec.to_builtins(d)
+    out: dict[str, Any] = msgspec.to_builtins(d)
+    return out
 
 
 def _g(x: float | None, spec: str = ".4g") -> str:
@@ -104,4 +105,5 @@ def load_record(state_dir: Path, decision_id: str) -> dict[str, Any]:
     path = decisions_dir(state_dir) / f"{decision_id}.json"
     if not path.exists():
         raise FileNotFoundError(f"no decision record {decision_id} under {decisions_dir(state_dir)}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return record

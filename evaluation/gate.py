@@ -339,16 +339,3 @@ def decide_online(
         warnings=list(a.warnings), decided_by=decided_by, decided_at=now,
         extra={"guardrails_only": True} if guardrails_only else {},
     )
-
-
-def decide(crit: Criteria, state_dir: Path, **kw: Any) -> Decision:
-    """Either stage. Offline criteria go to `evaluation.offline.gate.decide(criteria, state_dir)`."""
-    if crit.stage == "offline":
-        from evaluation.offline import gate as offline_gate  # here: it imports this module
-
-        d = offline_gate.decide(crit, state_dir)
-        d.criteria_path = d.criteria_path or kw.get("criteria_path")
-        d.criteria_sha256 = d.criteria_sha256 or kw.get("criteria_sha256")
-        d.decided_by = d.decided_by or kw.get("decided_by", "")
-        return d
-    return decide_online(crit, state_dir, **kw)

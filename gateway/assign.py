@@ -60,7 +60,9 @@ class RouteAssigner:
         return a
 
     def _compute(self, value: str) -> Assignment:
-        unit = hashlib.sha256(self.salt + value.encode()).hexdigest()
+        # surrogatepass: a lone surrogate (JSON may carry one, e.g. "\ud83d") must not raise; for every
+        # well-formed string this is plain UTF-8, so existing units keep their hash
+        unit = hashlib.sha256(self.salt + value.encode("utf-8", "surrogatepass")).hexdigest()
         n = hash_unit(self.experiment, value, self.hash_version)
         i = choose_arm(n if n is not None else -1.0, self.ranges)
         if i < 0:

@@ -143,4 +143,5 @@ def request_principal(request: object) -> Principal:
     Uses the config version the runtime serves right now.
     """
     rt = request.app.state.runtime  # type: ignore[attr-defined]
-    return rt.compiled.auth.client(request.headers.get("authorization"))  # type: ignore[attr-defined]
+    principal: Principal = rt.compiled.auth.client(request.headers.get("authorization"))  # type: ignore[attr-defined]
+    return principal

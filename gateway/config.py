@@ -13,7 +13,7 @@ import msgspec
 import yaml
 
 from gateway import metric_catalog as catalog
-from gateway.routing import bucket_ranges
+from gateway.routing import HASH_VERSIONS, bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
 _HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
@@ -218,8 +218,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
         experiments[route.experiment] = rname
         if not _HASH_ATTR.match(route.hash_attribute):
             raise ConfigError(f"{at}.hash_attribute", "must be user, api_key or header:<name>")
-        if route.hash_version not in (1, 2):
-            raise ConfigError(f"{at}.hash_version", "must be 1 or 2")
+        if route.hash_version not in HASH_VERSIONS:
+            raise ConfigError(f"{at}.hash_version", "must be 1, 2 or 3 (3: GrowthBook 4.x / JS SDK UTF-16 hashing)")
         if route.phase < 1:
             raise ConfigError(f"{at}.phase", "must be >= 1")
         if not 0.0 <= route.coverage <= 1.0:
@@ -293,7 +293,8 @@ def parse_yaml(text: str) -> RouterConfig:
 
 
 def to_builtins(cfg: RouterConfig) -> dict[str, Any]:
-    return msgspec.to_builtins(cfg)
+    out: dict[str, Any] = msgspec.to_builtins(cfg)
+    return out
 
 
 def to_yaml(cfg: RouterConfig) -> str:

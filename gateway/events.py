@@ -117,4 +117,5 @@ def encode(event: Event) -> bytes:
 
 
 def decode(line: bytes | str) -> Event:
-    return _decoder.decode(line)
+    event: Event = _decoder.decode(line)
+    return event

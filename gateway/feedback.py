@@ -70,7 +70,7 @@ def _is_number(v: Any) -> bool:
 def _int_range(v: Any, lo: int, hi: int, param: str) -> int:
     if not _is_int(v) or not lo <= v <= hi:
         raise _bad(f"`{param}` must be an integer from {lo} to {hi}, got {_show(v)}", param)
-    return v
+    return int(v)
 
 
 def _show(v: Any) -> str:
@@ -198,7 +198,7 @@ def _auth(request: Request[Any, Any, Any], rt: Any) -> AuthIndex:
 
 def _verify(rt: Any, iid: str, principal: Principal, admin: bool) -> InteractionRef:
     try:
-        ref = rt.signer.verify(iid)
+        ref: InteractionRef = rt.signer.verify(iid)
     except InvalidInteractionId as exc:
         raise _bad(f"invalid interaction_id: {exc}", "interaction_id", "invalid_interaction_id") from None
     if ref.tenant != principal.tenant and not admin:

@@ -42,7 +42,7 @@ class _Bucket:
 class RateLimiter:
     MAX_KEYS = 100_000  # bound memory; keys come from the config, so this is never reached in practice
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock
 

@@ -15,17 +15,43 @@ _WEIGHT_TOLERANCE = 1e-6
 
 
 def fnv1a32(text: str) -> int:
-    """FNV-1a 32-bit over code points, as growthbook-python computes it."""
+    """FNV-1a 32-bit over code points, as growthbook-python < 4 computed it (hash versions 1 and 2)."""
     h = _FNV_OFFSET
     for ch in text:
         h = ((h ^ ord(ch)) * _FNV_PRIME) & 0xFFFFFFFF
     return h
 
 
+def fnv1a32_utf16(text: str) -> int:
+    """FNV-1a 32-bit over UTF-16 code units, as GrowthBook's JS SDK and growthbook-python 4.x compute it.
+
+    Identical to `fnv1a32` for text inside the Basic Multilingual Plane; a character above U+FFFF
+    counts as its two surrogates. A lone surrogate (which JS strings can hold) is one code unit.
+    """
+    if text.isascii():  # the common case: one code unit per character
+        return fnv1a32(text)
+    data = text.encode("utf-16-le", "surrogatepass")
+    h = _FNV_OFFSET
+    for i in range(0, len(data), 2):
+        h = ((h ^ (data[i] | data[i + 1] << 8)) * _FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+HASH_VERSIONS = (1, 2, 3)
+
+
 def hash_unit(seed: str, value: str, version: int = 2) -> float | None:
-    """GrowthBook's `hash(seed, value, version)`: a float in [0, 1), or None for unknown versions."""
+    """GrowthBook's `hash(seed, value, version)`: a float in [0, 1), or None for unknown versions.
+
+    Versions 1 and 2 hash code points (what abgate always did, so running experiments keep their
+    buckets); version 3 is GrowthBook's version-2 algorithm over UTF-16 code units, i.e. exactly what
+    the JS SDK and growthbook-python 4.x return for `hash(seed, value, 2)` for every string, including
+    emoji and CJK-extension ids. Inside the BMP versions 2 and 3 agree.
+    """
     if version == 2:
         return (fnv1a32(str(fnv1a32(seed + value))) % 10000) / 10000
+    if version == 3:
+        return (fnv1a32(str(fnv1a32_utf16(seed + value))) % 10000) / 10000
     if version == 1:
         return (fnv1a32(value + seed) % 1000) / 1000
     return None

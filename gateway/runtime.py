@@ -122,7 +122,7 @@ class Runtime:
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter: Limiter = open_limiter(settings.state_dir, settings.redis_url)
         self.sink: Any = None
-        self.compiled: Compiled | None = None  # type: ignore[assignment]
+        self.compiled: Compiled | None = None
         self.config: cs.ConfigVersion | None = None
         self._task: asyncio.Task[None] | None = None
         self._push_task: asyncio.Task[None] | None = None

@@ -13,11 +13,14 @@ from typing import Any
 
 import msgspec
 
-from simulator.chat import ChatHandler, approx_tokens
+from simulator.chat import ChatHandler
 from simulator.embeddings import DIM, embed
 from simulator.errors import error, status_error
 from simulator.finetune import FineTuneStore
+from simulator.generate import approx_tokens
+from simulator.headers import RateHeaders
 from simulator.http import Request, Response, StreamWriter
+from simulator.responses import ResponsesHandler
 
 _json = msgspec.json.Encoder()
 BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14",
@@ -66,9 +69,29 @@ class Simulator:
         self.chat = ChatHandler(seed=settings.seed, latency_ms=settings.latency_ms, ttft_ms=settings.ttft_ms,
                                 chunk_words=settings.chunk_words)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self.rate = RateHeaders()
+        self.responses = ResponsesHandler(Path(settings.state_dir), seed=settings.seed, chunk_words=settings.chunk_words)
         self.ft = FineTuneStore(Path(settings.state_dir), ft_seconds=settings.ft_seconds, seed=settings.seed)
 
     def __call__(self, req: Request, writer: StreamWriter) -> Response | None | Awaitable[Response | None]:
+        """Every answer carries OpenAI's `x-request-id`, `openai-processing-ms` and `x-ratelimit-*`."""
+        started = time.perf_counter()
+        limited = b"rate-limited" in req.body and _rate_limited_model(req.body)
+        writer.extra = self.rate.render(len(req.body), started, exhausted=limited)
+        if limited:
+            result: Response | None | Awaitable[Response | None] = status_error(
+                429, "Rate limit reached for requests (simulated: the model name contains 'rate-limited').",
+                retry_after=req.headers.get("x-sim-retry-after", "1"))
+        else:
+            result = self._route(req, writer)
+        if isinstance(result, Response):
+            result.raw_headers += writer.extra
+            return result
+        if result is None:
+            return None
+        return _stamped(result, writer.extra)
+
+    def _route(self, req: Request, writer: StreamWriter) -> Response | None | Awaitable[Response | None]:
         path = req.path[3:] if req.path.startswith("/v1/") else req.path
         if path == "/chat/completions":
             if req.method != "POST":
@@ -78,7 +101,9 @@ class Simulator:
             return ok({"status": "ok"})
         forced = self._fault(req)
         if forced is not None:
-            return status_error(forced)
+            return status_error(forced, retry_after=req.headers.get("x-sim-retry-after", "1"))
+        if path == "/responses" or path.startswith("/responses/"):
+            return self.responses.route(req, path, writer)
         if path == "/embeddings":
             return self._embeddings(req) if req.method == "POST" else _method(req)
         if path == "/models" or path.startswith("/models/"):
@@ -137,6 +162,21 @@ class Simulator:
         tokens = sum(approx_tokens(t) for t in texts)
         return ok({"object": "list", "data": out, "model": data["model"],
                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+def _rate_limited_model(body: bytes) -> bool:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("model"), str) and "rate-limited" in data["model"]
+
+
+async def _stamped(result: Awaitable[Response | None], extra: str) -> Response | None:
+    resp = await result
+    if resp is not None:
+        resp.raw_headers += extra
+    return resp
 
 
 def _model(mid: str) -> dict[str, Any]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
+from simulator.http import Response, error_body
 
-from simulator.http import Response
-
-
-def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
-    return msgspec.json.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
+__all__ = ["error", "error_body", "status_error"]
 
 
 def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
@@ -21,9 +17,9 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           429: "rate_limit_error"}
 
 
-def status_error(status: int, message: str | None = None) -> Response:
-    """An error for a forced or random failure status (x-sim-status, --error-rate)."""
+def status_error(status: int, message: str | None = None, retry_after: str = "1") -> Response:
+    """An error for a forced or random failure status (x-sim-status, --error-rate, a rate-limited model)."""
     type_ = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     code = "rate_limit_exceeded" if status == 429 else None
-    headers = (("retry-after", "1"),) if status in (429, 503) else ()
+    headers = (("retry-after", retry_after),) if status in (429, 503) else ()
     return error(status, message or f"simulated upstream failure (status {status})", type_, code, headers=headers)

@@ -275,11 +275,11 @@ def _status(job: dict[str, Any], now: float) -> str:
 
 def _finished_at(job: dict[str, Any], status: str) -> float | None:
     if status == "cancelled":
-        return job["cancelled_at"]
+        return float(job["cancelled_at"])
     if status == "failed":
-        return job["created"] + job["duration"] * VALIDATING_END
+        return float(job["created"] + job["duration"] * VALIDATING_END)
     if status == "succeeded":
-        return job["created"] + job["duration"]
+        return float(job["created"] + job["duration"])
     return None
 
 
@@ -317,11 +317,11 @@ def _events(job: dict[str, Any], now: float) -> list[dict[str, Any]]:
         ]
     cancelled = job["cancelled_at"]
     out = []
-    for i, (at, level, message, data) in enumerate(planned):
+    for i, (at, level, message, payload) in enumerate(planned):
         if at > now or (cancelled and at > cancelled):
             continue
         out.append({"id": f"ftevent-{job['id'][6:]}{i:04d}", "object": "fine_tuning.job.event", "created_at": int(at),
-                    "level": level, "message": message, "data": data or {}, "type": "metrics" if data else "message"})
+                    "level": level, "message": message, "data": payload or {}, "type": "metrics" if payload else "message"})
     if cancelled and cancelled <= now:
         out.append({"id": f"ftevent-{job['id'][6:]}9999", "object": "fine_tuning.job.event",
                     "created_at": int(cancelled), "level": "info", "message": "Fine-tuning job cancelled",
@@ -346,14 +346,16 @@ def _resolve(value: Any, auto: Any) -> Any:
 
 
 def _check_hp(hp: dict[str, Any]) -> str | None:
-    rules = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": ((int, float), 0.0, 10.0)}
+    rules: dict[str, tuple[type | tuple[type, ...], float, float]] = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": ((int, float), 0.0, 10.0)}
     for key, value in hp.items():
         if key not in rules:
             return f"unknown hyperparameter '{key}'"
         kind, lo, hi = rules[key]
         if value == "auto":
             continue
-        if isinstance(value, bool) or not isinstance(value, kind) or not (lo < value <= hi if key == "learning_rate_multiplier" else lo <= value <= hi):
+        num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if num is None or not isinstance(value, kind) or not (
+                lo < num <= hi if key == "learning_rate_multiplier" else lo <= num <= hi):
             return f"invalid {key}: {value!r} (expected 'auto' or a number in {'(' if key == 'learning_rate_multiplier' else '['}{lo}, {hi}])"
     return None
 
@@ -390,7 +392,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        return msgspec.json.decode(path.read_bytes())
+        data: dict[str, Any] = msgspec.json.decode(path.read_bytes())
+        return data
     except (FileNotFoundError, msgspec.DecodeError):
         return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from simulator.chat import approx_tokens
+from simulator.generate import approx_tokens
 
 ROLES = {"system", "user", "assistant", "tool", "function", "developer"}
 MESSAGE_KEYS = {"role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight", "refusal"}
@@ -38,7 +38,7 @@ def check(content: bytes) -> FileCheck:
         examples += 1
         try:
             ex = json.loads(line)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             problems.append(f"Line {n}: invalid JSON ({err.msg}).")
             continue
         if not isinstance(ex, dict):
@@ -63,14 +63,14 @@ def check(content: bytes) -> FileCheck:
             role = m.get("role")
             if role is not None and role not in ROLES:
                 problems.append(f"{where}: unrecognized role '{role}' (unrecognized_role).")
-            content = m.get("content")
-            if "content" in m and content is not None and not isinstance(content, (str, list)):
+            body = m.get("content")
+            if "content" in m and body is not None and not isinstance(body, (str, list)):
                 problems.append(f"{where}: content must be a string (missing_content).")
             if "weight" in m and m["weight"] not in (0, 1):
                 problems.append(f"{where}: weight must be 0 or 1.")
             if role == "assistant":
                 has_assistant = True
-            ex_tokens += 3 + (approx_tokens(content) if isinstance(content, str) else 0)
+            ex_tokens += 3 + (approx_tokens(body) if isinstance(body, str) else 0)
         if not has_assistant:
             problems.append(f"Line {n}: example has no assistant message (example_missing_assistant_message).")
         tokens += min(ex_tokens, MAX_EXAMPLE_TOKENS)

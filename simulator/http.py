@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import httptools
+import msgspec
 
 
 @dataclass(slots=True)
@@ -31,37 +32,45 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    raw_headers: str = ""  # pre-rendered "name: value\r\n" lines (the app's per-answer headers)
 
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    """OpenAI's error shape; here (not in simulator.errors) because the server itself answers errors."""
+    return msgspec.json.encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
 def head(status: int, content_type: str, headers: tuple[tuple[str, str], ...], keep_alive: bool,
-         length: int | None) -> bytes:
+         length: int | None, raw: str = "") -> bytes:
     parts = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\ncontent-type: {content_type}\r\n"]
     parts.append(f"content-length: {length}\r\n" if length is not None else "transfer-encoding: chunked\r\n")
     if not keep_alive:
         parts.append("connection: close\r\n")
     for k, v in headers:
         parts.append(f"{k}: {v}\r\n")
+    parts.append(raw)
     parts.append("\r\n")
     return "".join(parts).encode("latin-1")
 
 
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
-    return head(resp.status, resp.content_type, resp.headers, keep_alive, len(resp.body)) + resp.body
+    return head(resp.status, resp.content_type, resp.headers, keep_alive, len(resp.body), resp.raw_headers) + resp.body
 
 
 class StreamWriter:
     """Chunked transfer-encoding writer for one streamed response, with backpressure."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "extra")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.extra = ""  # pre-rendered header lines the app adds to every answer (see Response.raw_headers)
 
     def start(self, status: int, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self._conn.write(head(status, content_type, headers, True, None))
+        self._conn.write(head(status, content_type, headers, True, None, self.extra))
 
     async def send(self, data: bytes) -> None:
         if data:
@@ -193,8 +202,6 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def _reject(self, status: int, message: str) -> None:
-        from simulator.errors import error_body
-
         self.write(encode_response(Response(status, error_body(message, "invalid_request_error", None)), False))
         self.close()
 
@@ -218,6 +225,4 @@ class Connection(asyncio.Protocol):
 
 
 def _internal_error(err: Exception) -> Response:
-    from simulator.errors import error_body
-
     return Response(500, error_body(f"simulator internal error: {type(err).__name__}: {err}", "server_error", None))

@@ -100,9 +100,10 @@ def feedback_for(task: tasks.Task, answer: str, rng: random.Random, b: Behaviour
     if rng.random() < b.review_rate:
         def grade(shift: float = 0.0) -> int:
             return max(1, min(5, round(1 + 4 * q + shift + rng.gauss(0, 0.4))))
-        review = {"factuality": grade(), "helpfulness": grade(), "tone": grade(0.5),
+        scores = {"factuality": grade(), "helpfulness": grade(), "tone": grade(0.5),
                   "policy": 1 if s.violation else grade(0.8), "completeness": grade(-0.2)}
-        review["overall"] = min(review.values()) if s.violation else round(sum(review.values()) / 5)
+        review: dict[str, int | str] = {
+            **scores, "overall": min(scores.values()) if s.violation else round(sum(scores.values()) / 5)}
         review.update(quality=max(1, min(10, round(1 + 9 * q + rng.gauss(0, 0.7)))),
                       category=category or task.kind, reviewer=f"reviewer-{rng.randint(1, 3)}")
         out.append(("review", review, "reviewer"))

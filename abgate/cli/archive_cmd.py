@@ -151,3 +151,12 @@ def stats(
                 live.update(table(count_events(sd)))
     except KeyboardInterrupt:
         pass
+
+
+def _register_compact() -> None:
+    from abgate.cli.compact_cmd import compact
+
+    events_app.command("compact")(compact)
+
+
+_register_compact()

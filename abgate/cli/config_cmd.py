@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from abgate.cli.common import JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
 from gateway import config as cfgmod
@@ -70,6 +69,8 @@ def history(state: StateDir = None, redis: RedisUrl = None, json: JsonOut = Fals
     if json:
         print_json(versions)
         return
+    from rich.table import Table  # only this command draws a table: keep `config validate` quick
+
     table = Table("version", "created", "author", "action", "decision", "traffic change", "reason",
                   "routes (phase: weights; * = managed)")
     prev: cs.ConfigVersion | None = None

@@ -12,6 +12,7 @@ from rich.table import Table
 from abgate.cli.common import EXIT_ERROR, JsonOut, RedisUrl, StateDir, console, fail, open_store, print_json, state_dir
 from evaluation import criteria as critmod
 from evaluation import decisions, gate
+from evaluation.decide import decide
 from gateway import config_edits as edits
 from gateway import config_store as cs
 
@@ -73,7 +74,7 @@ def gate_command(
     if crit.stage == "online":
         kw["store"] = store
     with console.status("evaluating criteria ...", spinner="dots"):
-        d = gate.decide(crit, sdir, **kw)
+        d = decide(crit, sdir, **kw)
     applied = None
     if apply and d.verdict != "HOLD":
         target = route or crit.route or d.route or _route_for(store, crit.experiment)
@@ -102,7 +103,7 @@ def gate_command(
     raise typer.Exit(d.exit_code)
 
 
-def _route_for(store, experiment: str | None) -> str | None:
+def _route_for(store: cs.ConfigStore, experiment: str | None) -> str | None:
     cur = store.current()
     if cur is None or experiment is None:
         return None

@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from abgate.cli.main import app
-
 from simulator import intent_data
 from tests.conftest import write_config
 from tests.support.procs import abgate_cmd, start_gateway, start_simulator

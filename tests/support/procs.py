@@ -21,7 +21,8 @@ VENV_BIN = Path(sys.executable).parent
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def abgate_cmd(*args: str) -> list[str]:

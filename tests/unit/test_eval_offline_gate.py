@@ -10,7 +10,7 @@ import pytest
 
 from evaluation import criteria as critmod
 from evaluation import decisions
-from evaluation import gate as online_gate
+from evaluation.decide import decide
 from evaluation.offline import gate as og
 from tests.unit.offline_eval_helpers import make_run, pattern
 
@@ -113,6 +113,6 @@ def test_untrustworthy_or_thin_data_holds(tmp_path: Path, case: str) -> None:
 def test_online_gate_dispatches_offline_criteria(tmp_path: Path) -> None:
     make_run(tmp_path, "base", acc=pattern(N, 150))
     make_run(tmp_path, "cand", acc=pattern(N, 100))
-    d = online_gate.decide(crit(), tmp_path, criteria_path="/x.yaml", criteria_sha256="abc", decided_by="me")
+    d = decide(crit(), tmp_path, criteria_path="/x.yaml", criteria_sha256="abc", decided_by="me")
     assert d.verdict == "NO-GO" and d.exit_code == 3
     assert (d.criteria_path, d.criteria_sha256, d.decided_by) == ("/x.yaml", "abc", "me")

@@ -10,6 +10,7 @@ import pytest
 
 from evaluation import criteria as critmod
 from evaluation import decisions, gate, synth
+from evaluation.decide import decide
 from gateway import config as cfgmod
 from gateway.config_store import FileConfigStore
 
@@ -60,7 +61,7 @@ def _setup(tmp_path: Path, scenario: synth.Scenario, criteria: str = CRITERIA) -
 
 def _decide(state: Path, crit_path: Path, store: FileConfigStore) -> gate.Decision:
     crit, sha = critmod.load(crit_path)
-    return gate.decide(crit, state, store=store, criteria_path=str(crit_path), criteria_sha256=sha, decided_by="t")
+    return decide(crit, state, store=store, criteria_path=str(crit_path), criteria_sha256=sha, decided_by="t")
 
 
 def _scenario(**kw) -> synth.Scenario:

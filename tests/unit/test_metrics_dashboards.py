@@ -10,7 +10,16 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.promql import ALERTS, DASHBOARDS, GRAFANA, as_bool, dashboard_queries, panels, rule_queries, substitute
+from tests.support.promql import (
+    ALERTS,
+    DASHBOARDS,
+    GRAFANA,
+    as_bool,
+    dashboard_queries,
+    panels,
+    rule_queries,
+    substitute,
+)
 
 METRIC_NAMES = {
     "abgate_requests_total", "abgate_request_duration_seconds_bucket", "abgate_time_to_first_token_seconds_bucket",

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from abgate.cli.main import app
 from gateway.archive import ArchiveWriter, glob_pattern
-from gateway.config_store import FileConfigStore
 from gateway.config import parse_yaml
+from gateway.config_store import FileConfigStore
 from gateway.errors import ApiError
 from gateway.events import Feedback, Interaction, decode
 from training.admin_api import handlers
