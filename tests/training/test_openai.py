@@ -21,9 +21,9 @@ from training.registry import Registry
 OFFICIAL = "https://api.openai.com/v1"
 
 
-def _trainer(**opts: object):
+def _trainer(today: date):
     return make_openai(base_url=OFFICIAL, api_key="sk-test", http_client=httpx.Client(), max_retries=0,
-                       options=OpenAIOptions(**opts))  # type: ignore[arg-type]
+                       options=OpenAIOptions(today=today))
 
 
 @respx.mock

@@ -16,6 +16,13 @@ from gateway.config import RouterConfig, TrainingProvider
 from training.providers.base import BUILTIN_PROVIDERS, ProviderRefused, Trainer
 
 
+_BUILTIN: dict[str, TrainingProvider] = {
+    "openai": TrainingProvider(type="openai"), "azure": TrainingProvider(type="azure"),
+    "hf-lora": TrainingProvider(type="hf-lora"), "together": TrainingProvider(type="together"),
+}
+assert tuple(_BUILTIN) == BUILTIN_PROVIDERS
+
+
 def provider_names(config: RouterConfig | None) -> list[str]:
     configured = list(config.training.providers) if config is not None else []
     return configured + [p for p in BUILTIN_PROVIDERS if p not in configured]
@@ -33,8 +40,8 @@ def default_name(config: RouterConfig | None) -> str:
 def entry_for(name: str, config: RouterConfig | None) -> TrainingProvider:
     if config is not None and name in config.training.providers:
         return config.training.providers[name]
-    if name in BUILTIN_PROVIDERS:
-        return TrainingProvider(type=name)  # type: ignore[arg-type]  # checked just above
+    if name in _BUILTIN:
+        return _BUILTIN[name]
     raise ProviderRefused(f"unknown fine-tuning provider {name!r} (known: {', '.join(provider_names(config))}; "
                           "add others under training.providers in the router config)")
 

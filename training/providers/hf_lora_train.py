@@ -84,7 +84,7 @@ def train(files: JobFiles) -> None:
         max_length=int(job["max_seq_length"]), use_cpu=not cuda, bf16=False, dataloader_num_workers=0,
         disable_tqdm=True, eval_strategy="epoch" if val_rows else "no")
 
-    class Progress(TrainerCallback):  # type: ignore[misc]  # transformers ships no type stubs
+    class Progress(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             files.status(status="running", started_at=int(time.time()), total_steps=state.max_steps, step=0)
             files.event(f"Fine-tuning job started: {state.max_steps} steps on "
@@ -105,13 +105,15 @@ def train(files: JobFiles) -> None:
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None, processing_class=tok,
                          peft_config=lora, callbacks=[Progress()])
-    per_epoch = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    processed: Any = trainer.train_dataset  # tokenized by TRL: one `input_ids` list per example
+    per_epoch = sum(len(ids) for ids in processed["input_ids"])
     t0 = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - t0
     adapter = files.dir / "adapter"
+    trained: Any = trainer.model  # the PEFT-wrapped model: save_pretrained writes only the adapter
     if files.rank0:
-        trainer.model.save_pretrained(adapter)
+        trained.save_pretrained(adapter)
         tok.save_pretrained(adapter)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     files.event(f"Adapter written to {adapter}")
