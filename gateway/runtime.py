@@ -28,6 +28,7 @@ from gateway.proxy import UpstreamClient, UpstreamPool
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
+from gateway.variants import CompiledVariant, check_resources, compile_variant
 
 log = structlog.get_logger("abgate.runtime")
 GC_GEN0_THRESHOLD = 20_000
@@ -42,6 +43,7 @@ class ArmTarget:
     upstream: UpstreamClient
     price: tuple[float, float]  # USD per 1M (input, output) tokens
     headers: tuple[tuple[bytes, bytes], ...]  # x-abgate-* response headers except the id
+    variant: CompiledVariant  # the arm's request overrides and stable variant id
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +60,22 @@ class Compiled:
     upstream_keys: frozenset[tuple[str, Upstream]]
 
 
-def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool) -> Compiled:
+def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool,
+                   state_dir: Path | None = None) -> Compiled:
     cfg = cv.config
     routes: dict[str, RouteAssigner] = {}
     targets: dict[tuple[str, str], ArmTarget] = {}
     fallback: dict[str, ArmTarget | None] = {}
     used: set[tuple[str, Upstream]] = set()
     version_b = str(cv.version).encode()
+
+    def client_for(name: str) -> UpstreamClient:  # embedding upstreams of few-shot variants
+        used.add((name, cfg.upstreams[name]))
+        return pool.get(name, cfg.upstreams[name])
+
     for rname, route in cfg.routes.items():
         routes[rname] = RouteAssigner(rname, route, secrets.unit_salt)
-        for arm in route.arms:
+        for i, arm in enumerate(route.arms):
             up_name, up = cfg.upstream_for(arm.model)
             used.add((up_name, up))
             info = cfg.models.get(arm.model)
@@ -80,6 +88,7 @@ def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool) -
                     (b"x-abgate-route", rname.encode()), (b"x-abgate-arm", arm.name.encode()),
                     (b"x-abgate-model", arm.model.encode()), (b"x-abgate-config-version", version_b),
                 ),
+                variant=compile_variant(cfg, rname, i, arm, state_dir or Path("."), client_for),
             )
         fallback[rname] = targets[(rname, route.fallback)] if route.fallback else None
     return Compiled(
@@ -206,7 +215,7 @@ class Runtime:
 
     def apply(self, cv: cs.ConfigVersion) -> None:
         """Swap the served config atomically (one attribute assignment)."""
-        compiled = compile_config(cv, self.secrets, self.pool)
+        compiled = compile_config(cv, self.secrets, self.pool, self.state_dir)
         previous = self.compiled
         self.compiled = compiled
         self.config = cv
@@ -301,6 +310,7 @@ class Runtime:
 
     async def put_config(self, cfg: RouterConfig, *, expected_version: int | None, author: str, reason: str,
                          decision_id: str | None = None, action: str = "set") -> cs.ConfigVersion:
+        check_resources(cfg, self.state_dir)  # a missing or foreign few-shot dataset is refused, not stored
         new = await asyncio.to_thread(
             lambda: self.store.put(cfg, expected_version=expected_version, author=author, reason=reason,
                                    decision_id=decision_id, action=action))
