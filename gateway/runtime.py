@@ -24,6 +24,7 @@ from gateway.assign import RouteAssigner
 from gateway.auth import AuthIndex
 from gateway.config import Arm, RouterConfig, Upstream
 from gateway.ids import IdSigner
+from gateway.lifecycle import Lifecycle
 from gateway.proxy import UpstreamClient, UpstreamPool
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
@@ -142,6 +143,7 @@ class Runtime:
         self.secrets = load_secrets(settings.state_dir)
         self.signer = IdSigner(self.secrets.id_keys)
         self.metrics = Metrics()
+        self.lifecycle = Lifecycle(self.metrics.registry, self.metrics.multiprocess_dir is not None)
         self.store = open_store(settings)
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter: Any = RateLimiter()
@@ -154,6 +156,7 @@ class Runtime:
         self.config: cs.ConfigVersion | None = None
         self._task: asyncio.Task[None] | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._lifecycle_task: asyncio.Task[None] | None = None
         self._file_mtime: float | None = None
         self._bad_file_error: str | None = None
         self._retired: list[tuple[float, list[UpstreamClient]]] = []
@@ -187,11 +190,12 @@ class Runtime:
         gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._reload_loop())
+        self._lifecycle_task = loop.create_task(self.lifecycle.run(self.pool.clients))
         if self.settings.redis_url:
             self._push_task = loop.create_task(self._push_loop(self.settings.redis_url))
 
     async def stop(self) -> None:
-        for task in (self._task, self._push_task):
+        for task in (self._task, self._push_task, self._lifecycle_task):
             if task is not None:
                 task.cancel()
                 try:
@@ -220,6 +224,7 @@ class Runtime:
         self.compiled = compiled
         self.config = cv
         self.metrics.set_config(cv.version, cv.config)
+        self.lifecycle.on_config(cv.config)
         gone = self.pool.retain_only(set(compiled.upstream_keys))
         if gone:  # closed later: requests of the old version may still use them
             self._retired.append((asyncio.get_running_loop().time() + 300.0, gone))

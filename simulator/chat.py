@@ -68,6 +68,7 @@ def parse(body: bytes, seed: int, echo: bool) -> Completion:
         raise BadRequest("'messages' must be a non-empty array of message objects", "messages")
     system: list[str] = []
     user = ""
+    shots = 0  # assistant turns in the prompt: few-shot examples (or earlier turns)
     prompt_tokens = 3
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
@@ -78,10 +79,12 @@ def parse(body: bytes, seed: int, echo: bool) -> Completion:
             system.append(text)
         elif m["role"] == "user":
             user = text
+        elif m["role"] == "assistant":
+            shots += 1
     stream = data.get("stream") is True
     opts = data.get("stream_options")
     include_usage = stream and isinstance(opts, dict) and opts.get("include_usage") is True
-    content = body.decode("utf-8", "replace") if echo else model.answer(mdl, "\n".join(system), user, seed)
+    content = body.decode("utf-8", "replace") if echo else model.answer(mdl, "\n".join(system), user, seed, shots)
     finish = "stop"
     limit = data.get("max_completion_tokens") or data.get("max_tokens")
     if isinstance(limit, int) and limit > 0 and approx_tokens(content) > limit:

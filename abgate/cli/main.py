@@ -10,6 +10,7 @@ from abgate.cli import dataset_cmd, finetune_cmd, models_cmd
 from abgate.cli import archive_cmd
 from abgate.cli import demo_cmd, secrets_cmd, simulator_cmd
 from abgate.cli import eval_cmd
+from abgate.cli import variants_cmd
 
 app = typer.Typer(
     name="abgate",
@@ -34,6 +35,7 @@ app.add_typer(secrets_cmd.app, name="secrets")
 app.command("simulator", context_settings=simulator_cmd._PASS)(simulator_cmd.simulator)
 app.command("traffic", context_settings=simulator_cmd._PASS)(simulator_cmd.traffic)
 app.add_typer(eval_cmd.app, name="eval")
+app.add_typer(variants_cmd.app, name="variants")
 
 
 def main() -> None:
