@@ -1,4 +1,4 @@
-"""`abgate variants build-fewshot|show`: few-shot variants from curated datasets, and variant ids."""
+"""`abgate variants add|build-fewshot|show`: arms as variants, few-shot variants from curated datasets."""
 
 from __future__ import annotations
 
@@ -121,8 +121,14 @@ def build_fewshot(
     result: dict[str, Any] = {"dataset": dataset, "tenant": tenant, "examples": len(pairs), "dim": export.dim,
                               "embedding_model": embedding_model, "path": str(path)}
     if route is not None and model is not None:
-        result.update(_add_arm(state, redis, route, arm, model, dataset, k, system_prompt, temperature, timeout_ms,
-                               upstream, None if out is None else str(path), reason))
+        from gateway import config as cfgmod
+
+        variant = cfgmod.Variant(
+            system_prompt=system_prompt, params=cfgmod.VariantParams(temperature=temperature),
+            fewshot=cfgmod.DynamicFewShot(dataset=dataset, k=k, path=None if out is None else str(path),
+                                          embedding_upstream=upstream, timeout_ms=timeout_ms))
+        result.update(_add_arm(state, redis, route, arm or f"fewshot-{model}".replace(":", "-")[:120], model,
+                               variant, reason or f"add few-shot variant of {dataset} on {model} to {route}"))
     if json:
         print_json(result)
         return
@@ -136,9 +142,9 @@ def build_fewshot(
                       f"  variant: {{fewshot: {{dataset: {dataset}, k: {k}}}}}", highlight=False)
 
 
-def _add_arm(state: Path | None, redis: str | None, route: str, arm: str | None, model: str, dataset: str, k: int,
-             system_prompt: str | None, temperature: float | None, timeout_ms: float, upstream: str | None,
-             path: str | None, reason: str | None) -> dict[str, Any]:
+def _add_arm(state: Path | None, redis: str | None, route: str, arm: str | None, model: str, variant: Any,
+             reason: str | None) -> dict[str, Any]:
+    """Append ARM (MODEL + VARIANT) to ROUTE at weight 0: one new config version, audited."""
     import msgspec
 
     from gateway import config as cfgmod
@@ -153,13 +159,9 @@ def _add_arm(state: Path | None, redis: str | None, route: str, arm: str | None,
     r = cur.config.routes.get(route)
     if r is None:
         raise fail(f"unknown route {route!r} (routes: {', '.join(cur.config.routes) or 'none'})")
-    name = arm or f"fewshot-{model}".replace(":", "-")[:120]
+    name = arm or f"variant-{model}".replace(":", "-")[:120]
     if any(a.name == name for a in r.arms):
         raise fail(f"route {route!r} already has an arm named {name!r} (choose one with --arm)")
-    variant = cfgmod.Variant(
-        system_prompt=system_prompt, params=cfgmod.VariantParams(temperature=temperature),
-        fewshot=cfgmod.DynamicFewShot(dataset=dataset, k=k, path=path, embedding_upstream=upstream,
-                                      timeout_ms=timeout_ms))
     models = dict(cur.config.models)
     control = models.get(r.arms[0].model)
     if model not in models and control is not None:
@@ -175,13 +177,59 @@ def _add_arm(state: Path | None, redis: str | None, route: str, arm: str | None,
         raise fail(f"the new config would be invalid: {err}") from None
     try:
         new = store.put(cfg, expected_version=cur.version, author=getpass.getuser(),
-                        reason=reason or f"add few-shot variant of {dataset} on {model} to {route} as arm {name}",
-                        action="add_arm")
+                        reason=reason or f"add variant arm {name} ({model}) to {route} at weight 0", action="add_arm")
     except cs.VersionConflict as err:
         raise fail(str(err)) from None
     append_events(state_dir(state), [cs.change_event(new, cur.version)])
     return {"route": route, "arm": name, "model": model, "config_version": new.version,
-            "variant": variant_id(model, variant)}
+            "phase": new.config.routes[route].phase, "variant": variant_id(model, cfg.routes[route].arms[-1].variant)}
+
+
+@app.command("add")
+def add(
+    route: Annotated[str, typer.Argument(help="Route to add the variant arm to (at weight 0).")],
+    model: Annotated[str, Opt("--model", help="Model the arm sends to.")],
+    arm: Annotated[str | None, Opt("--arm", help="Arm name (default variant-<model>).")] = None,
+    system_prompt: Annotated[str | None, Opt(help="System prompt the arm sends.")] = None,
+    system_prompt_file: Annotated[Path | None, Opt(help="... or read it from this file.")] = None,
+    system_mode: Annotated[str, Opt(help="replace the client's system messages, or prepend to them.")] = "replace",
+    temperature: Annotated[float | None, Opt()] = None,
+    top_p: Annotated[float | None, Opt()] = None,
+    max_tokens: Annotated[int | None, Opt()] = None,
+    reasoning_effort: Annotated[str | None, Opt()] = None,
+    fewshot: Annotated[str | None, Opt("--fewshot", help="Dataset id of a few-shot export (build-fewshot).")] = None,
+    k: Annotated[int, Opt(min=1, max=32, help="Examples retrieved per request (with --fewshot).")] = 3,
+    embedding_upstream: Annotated[str | None, Opt(help="Upstream for the request embeddings (with --fewshot).")
+                                  ] = None,
+    reason: Annotated[str | None, Opt()] = None,
+    state: StateDir = None,
+    redis: RedisUrl = None,
+    json: JsonOut = False,
+) -> None:
+    """Add a variant (MODEL + system prompt, parameters, few-shot examples) to ROUTE as a new arm at weight 0."""
+    from gateway import config as cfgmod
+
+    if system_prompt is not None and system_prompt_file is not None:
+        raise fail("pass --system-prompt or --system-prompt-file, not both", 2)
+    if system_prompt_file is not None:
+        try:
+            system_prompt = system_prompt_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise fail(f"cannot read {system_prompt_file}: {err}") from None
+    if system_mode not in ("replace", "prepend"):
+        raise fail(f"--system-mode must be replace or prepend, got {system_mode!r}", 2)
+    variant = cfgmod.Variant(
+        system_prompt=system_prompt, system_mode=system_mode,  # type: ignore[arg-type]
+        params=cfgmod.VariantParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                    reasoning_effort=reasoning_effort),
+        fewshot=cfgmod.DynamicFewShot(dataset=fewshot, k=k, embedding_upstream=embedding_upstream)
+        if fewshot else None)
+    result = _add_arm(state, redis, route, arm, model, variant, reason)
+    if json:
+        print_json(result)
+        return
+    console.print(f"config version {result['config_version']}: route {route} arm [cyan]{result['arm']}[/] -> "
+                  f"{model} at weight 0 (variant {result['variant']})", highlight=False)
 
 
 @app.command("show")

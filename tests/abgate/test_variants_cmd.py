@@ -131,3 +131,25 @@ def test_models_check_lists_retiring_arms_from_the_upstream_listing(env: tuple[P
     assert r.exit_code == 0 and json.loads(r.stdout)["arms"] == []
     r = abgate("models", "check", "--route", "nope")
     assert r.exit_code == 1 and "unknown route 'nope'" in r.output
+
+
+def test_variants_add_builds_a_prompt_variant_and_refuses_bad_input(env: tuple[Path, str], tmp_path: Path) -> None:
+    state, _ = env
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are Acme support. Always quote the order number.\n")
+    r = abgate("variants", "add", "support", "--model", "gpt-6-luna", "--arm", "luna-prompt", "--system-prompt-file",
+               str(prompt), "--temperature", "0.2", "--json")
+    assert r.exit_code == 0, r.output
+    arm = FileConfigStore(state).current().config.routes["support"].arms[-1]
+    assert arm.name == "luna-prompt" and arm.variant is not None
+    assert arm.variant.system_prompt == "You are Acme support. Always quote the order number."
+    assert arm.variant.params.temperature == 0.2 and arm.variant.fewshot is None
+    assert json.loads(r.stdout)["variant"] == variant_id("gpt-6-luna", arm.variant)
+    # the same name twice, a bad parameter, a few-shot dataset that was never exported
+    r = abgate("variants", "add", "support", "--model", "gpt-6-luna", "--arm", "luna-prompt")
+    assert r.exit_code == 1 and "already has an arm named 'luna-prompt'" in r.output
+    r = abgate("variants", "add", "support", "--model", "gpt-6-luna", "--temperature", "5")
+    assert r.exit_code == 1 and "routes.support.arms[2].variant.params.temperature" in r.output
+    r = abgate("variants", "add", "support", "--model", "gpt-6-luna", "--fewshot", "ds_missing")
+    assert r.exit_code == 1 and "few-shot dataset 'ds_missing'" in r.output and "build-fewshot" in r.output
+    assert len(FileConfigStore(state).current().config.routes["support"].arms) == 2
