@@ -27,7 +27,7 @@ FINE_TUNED = Skill(correct=0.93, json_invalid=0.003, violation=0.01, detail=1.0)
 WORSE = Skill(correct=0.50, json_invalid=0.10, violation=0.20, detail=0.45)
 # gpt-6-luna, OpenAI's named replacement for the models retiring on 2027-01-14: a better base model,
 # and as good as a fine-tune when the prompt carries a few worked examples (in-context learning)
-LUNA = Skill(correct=0.82, json_invalid=0.01, violation=0.02, detail=0.85)
+LUNA = Skill(correct=0.78, json_invalid=0.01, violation=0.02, detail=0.8)
 FEW_SHOT = Skill(correct=0.95, json_invalid=0.002, violation=0.008, detail=1.0)
 FEW_SHOT_MIN = 2  # user/assistant example pairs before the question
 
