@@ -109,10 +109,23 @@ class FewShotIndex:
 
 
 _cache: dict[Path, tuple[tuple[int, int], FewShotIndex]] = {}
+_blas_limited = False
+
+
+def _single_threaded_blas() -> None:
+    """One BLAS thread: a (n x d) @ (d,) search is ~0.1 ms single-threaded, while OpenBLAS's
+    thread pool on a busy machine spends milliseconds waking threads for it (on the event loop)."""
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _blas_limited = True
 
 
 def load_index(path: Path) -> FewShotIndex:
     """Load an export (cached by path, size and mtime: config reloads do not re-read it)."""
+    _single_threaded_blas()
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -265,7 +278,7 @@ def user_text(messages: list[Any]) -> str | None:
             if isinstance(c, str):
                 return c
             if isinstance(c, list):
-                parts = [p.get("text") for p in c if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                parts = [t for p in c if isinstance(p, dict) and isinstance(t := p.get("text"), str)]
                 return " ".join(parts) or None
             return None
     return None
