@@ -106,8 +106,11 @@ def set_(
     redis: RedisUrl = None,
 ) -> None:
     """Store FILE as a new config version (compare-and-set)."""
+    from gateway.variants import check_resources
+
     try:
         cfg = cfgmod.parse_yaml(file.read_text())
+        check_resources(cfg, state_dir(state))  # few-shot exports exist and are the routes' tenants'
     except FileNotFoundError:
         raise fail(f"{file}: no such file") from None
     except cfgmod.ConfigError as err:

@@ -153,3 +153,18 @@ def test_variants_add_builds_a_prompt_variant_and_refuses_bad_input(env: tuple[P
     r = abgate("variants", "add", "support", "--model", "gpt-6-luna", "--fewshot", "ds_missing")
     assert r.exit_code == 1 and "few-shot dataset 'ds_missing'" in r.output and "build-fewshot" in r.output
     assert len(FileConfigStore(state).current().config.routes["support"].arms) == 2
+
+
+def test_config_set_refuses_a_missing_fewshot_export(env: tuple[Path, str], tmp_path: Path) -> None:
+    state, sim = env
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ROUTER.format(sim=sim).replace(
+        'weight: 1.0}', 'weight: 1.0, variant: {fewshot: {dataset: ds_gone, k: 2}}}'))
+    r = abgate("config", "set", str(bad))
+    assert r.exit_code == 1, r.output
+    assert "routes.support.arms[0].variant.fewshot.dataset" in r.output and "ds_gone" in r.output
+    assert current_version(state) == 1
+
+
+def current_version(state: Path) -> int:
+    return FileConfigStore(state).current().version
