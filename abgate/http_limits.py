@@ -26,6 +26,7 @@ import resource
 from dataclasses import asdict, dataclass
 
 import msgspec
+
 ENV_VAR = "ABGATE_HTTP_LIMITS"
 
 

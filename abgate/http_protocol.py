@@ -43,7 +43,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- connection lifecycle ----------------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         if len(self.connections) > self._lim.max_connections and not self._evict_one():
             self.transport.write(_response(503, "Service Unavailable", "too many connections; retry later",

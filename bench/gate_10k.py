@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from evaluation import criteria as critmod
-from evaluation import gate, synth
+from evaluation import synth
+from evaluation.decide import decide
 
 CRITERIA = """
 experiment: exp
@@ -46,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         arms = (synth.ArmSpec("control", "a"), synth.ArmSpec("treatment", "b"))
         events = synth.generate(state, synth.Scenario(experiment="exp", arms=arms, units=args.units, days=15, seed=1))
         crit = critmod.parse(CRITERIA)
-        gate.decide(crit, state)  # warm: imports, first scan
+        decide(crit, state)  # warm: imports, first scan
         walls, cpus = [], []
         for _ in range(args.runs):
             t, c = time.perf_counter(), _cpu()
-            d = gate.decide(crit, state)
+            d = decide(crit, state)
             walls.append(time.perf_counter() - t)
             cpus.append(_cpu() - c)
     print(f"{args.units} units, {events} events: gate {d.verdict}; median wall {statistics.median(walls):.3f} s, "

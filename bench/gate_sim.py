@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -83,7 +84,7 @@ def analysis_at(u: Units, until: float, weights: dict[str, float], method: stats
                 tuning: float) -> an.Analysis:
     """The Analysis `abgate analyze` would produce from the units that arrived by `until`."""
     seen = u.day <= until
-    metrics: dict[str, tuple[an.MetricKind, dict, dict]] = {m: ("mean", {}, {}) for m in
+    metrics: dict[str, tuple[an.MetricKind, dict[str, Any], dict[str, Any]]] = {m: ("mean", {}, {}) for m in
                                                            ("error", "latency_ms", "policy_violation")}
     metrics["approved"] = ("ratio", {}, {})
     units: dict[str, int] = {}

@@ -115,7 +115,8 @@ def compact(state_dir: Path, *, today: date | None = None, threads: int | None =
                 continue
             fp = _fingerprint(files)
             src = archive_sql.read_json_sql(state_dir, archive_sql.ALL_COLUMNS, [str(f) for f in files])
-            bad, total = con.execute(f"SELECT count(*) FILTER (WHERE kind IS NULL), count(*) FROM {src}").fetchone()
+            row = con.execute(f"SELECT count(*) FILTER (WHERE kind IS NULL), count(*) FROM {src}").fetchone()
+            bad, total = row if row is not None else (0, 0)
             if bad:
                 results.append(DayResult(day, "skipped", jsonl_bytes=jsonl_bytes,
                                          reason=f"{bad} unreadable line(s); left as JSONL so they stay reported"))

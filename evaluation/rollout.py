@@ -26,6 +26,7 @@ from evaluation import decisions, gate
 from gateway import config_edits as edits
 from gateway import config_store as cs
 
+
 class RolloutError(RuntimeError):
     """A promote/rollback/rollout that cannot be done; the message says why."""
 

@@ -31,10 +31,54 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class FewShotExample(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One fixed few-shot example: sent as a user message and the assistant's answer."""
+
+    user: str
+    assistant: str
+
+
+class DynamicFewShot(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Dynamic in-context learning: the k curated examples nearest to the request (cosine of
+    embeddings), from a dataset version exported by `abgate variants build-fewshot`."""
+
+    dataset: str                      # the dataset (version) id, e.g. ds_0123abcd...
+    k: int = 3
+    path: str | None = None           # default: <state>/fewshot/<dataset>.json (relative: to the state dir)
+    embedding_upstream: str | None = None  # default: the upstream of the arm's model
+    timeout_ms: float = 300.0         # hot-path budget for the request's embedding; over it -> no examples
+    min_similarity: float | None = None  # drop neighbours below this cosine
+
+
+class VariantParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Request parameters the gateway sets on every request of the arm (they override the client's)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    reasoning_effort: str | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Request overrides that make an arm a variant (model + prompt + parameters + examples)."""
+
+    system_prompt: str | None = None
+    system_mode: Literal["replace", "prepend"] = "replace"
+    params: VariantParams = VariantParams()
+    examples: tuple[FewShotExample, ...] = ()
+    fewshot: DynamicFewShot | None = None
+
+
+class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     model: str
     weight: float
+    variant: Variant | None = None
 
 
 class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,6 +116,7 @@ class ModelInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output_per_mtok: float = 0.0
     training_per_mtok: float | None = None
     token_limit: int | None = None
+    shutdown_date: str | None = None  # YYYY-MM-DD; the upstream's GET /v1/models `shutdown_date` wins
 
 
 class ApiKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -203,6 +248,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
         for price in ("input_per_mtok", "output_per_mtok"):
             if getattr(info, price) < 0:
                 raise ConfigError(f"models.{model}.{price}", "must be >= 0")
+        if info.shutdown_date is not None and not _is_date(info.shutdown_date):
+            raise ConfigError(f"models.{model}.shutdown_date", f"must be a date YYYY-MM-DD, got {info.shutdown_date!r}")
     experiments: dict[str, str] = {}
     for rname, route in cfg.routes.items():
         at = f"routes.{rname}"
@@ -237,6 +284,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
                 raise ConfigError(f"{at}.arms[{i}].model", "must not be empty")
             if not 0.0 <= arm.weight <= 1.0:
                 raise ConfigError(f"{at}.arms[{i}].weight", f"must be within [0, 1], got {arm.weight}")
+            if arm.variant is not None:
+                _check_variant(f"{at}.arms[{i}].variant", arm.variant, cfg)
         total = sum(a.weight for a in route.arms)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"{at}.arms", f"weights must sum to 1 (within 1e-6), got {total:.9g}")
@@ -275,6 +324,64 @@ def _check_training(cfg: RouterConfig) -> None:
         for key in ("num_processes", "lora_r", "lora_alpha", "max_seq_length"):
             if getattr(prov, key) < 1:
                 raise ConfigError(f"{at}.{key}", "must be >= 1")
+
+
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _is_date(text: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+def _check_variant(at: str, v: Variant, cfg: RouterConfig) -> None:
+    if v.system_prompt is not None and not v.system_prompt.strip():
+        raise ConfigError(f"{at}.system_prompt", "must not be empty (leave it out to keep the client's)")
+    p = v.params
+    ranges = (("temperature", p.temperature, 0.0, 2.0), ("top_p", p.top_p, 0.0, 1.0),
+              ("presence_penalty", p.presence_penalty, -2.0, 2.0), ("frequency_penalty", p.frequency_penalty, -2.0, 2.0))
+    for name, value, lo, hi in ranges:
+        if value is not None and not lo <= value <= hi:
+            raise ConfigError(f"{at}.params.{name}", f"must be within [{lo:g}, {hi:g}], got {value}")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(p, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{at}.params.{name}", f"must be >= 1, got {value}")
+    if p.max_tokens is not None and p.max_completion_tokens is not None:
+        raise ConfigError(f"{at}.params.max_tokens", "set max_tokens or max_completion_tokens, not both")
+    if p.reasoning_effort is not None and p.reasoning_effort not in REASONING_EFFORTS:
+        raise ConfigError(f"{at}.params.reasoning_effort",
+                          f"must be one of {', '.join(REASONING_EFFORTS)}, got {p.reasoning_effort!r}")
+    if p.response_format is not None:
+        kind = p.response_format.get("type")
+        if kind not in RESPONSE_FORMATS:
+            raise ConfigError(f"{at}.params.response_format.type",
+                              f"must be one of {', '.join(RESPONSE_FORMATS)}, got {kind!r}")
+        if kind == "json_schema" and not isinstance(p.response_format.get("json_schema"), dict):
+            raise ConfigError(f"{at}.params.response_format.json_schema", "required (an object) for type json_schema")
+    for j, ex in enumerate(v.examples):
+        for side in ("user", "assistant"):
+            if not getattr(ex, side).strip():
+                raise ConfigError(f"{at}.examples[{j}].{side}", "must not be empty")
+    fs = v.fewshot
+    if fs is not None:
+        if not _DATASET_ID.match(fs.dataset):
+            raise ConfigError(f"{at}.fewshot.dataset", f"must be a dataset id (1-128 of [A-Za-z0-9_.-]), got {fs.dataset!r}")
+        if not 1 <= fs.k <= 32:
+            raise ConfigError(f"{at}.fewshot.k", f"must be within [1, 32], got {fs.k}")
+        if not 0 < fs.timeout_ms <= 10_000:
+            raise ConfigError(f"{at}.fewshot.timeout_ms", f"must be within (0, 10000], got {fs.timeout_ms}")
+        if fs.min_similarity is not None and not -1.0 <= fs.min_similarity <= 1.0:
+            raise ConfigError(f"{at}.fewshot.min_similarity", f"must be within [-1, 1], got {fs.min_similarity}")
+        if fs.embedding_upstream is not None and fs.embedding_upstream not in cfg.upstreams:
+            raise ConfigError(f"{at}.fewshot.embedding_upstream", f"unknown upstream {fs.embedding_upstream!r}")
 
 
 def yaml_error_message(err: yaml.YAMLError) -> str:

@@ -191,16 +191,25 @@ def _unchanged(cur: ConfigVersion, cfg: RouterConfig) -> bool:
 class ConfigEditor:
     """Every config change goes through here (CLI, admin API, hot reload, rollout, gate)."""
 
-    def __init__(self, store: ConfigStore, audit: Audit | None = None) -> None:
+    def __init__(self, store: ConfigStore, audit: Audit | None = None,
+                 check: Callable[[RouterConfig], None] | None = None) -> None:
         self.store = store
         self.audit = audit
+        self.check = check  # resources the config names (e.g. few-shot exports); raises ConfigError
 
     # -- the one write path ---------------------------------------------------------------
 
     def _commit(self, cur: ConfigVersion | None, cfg: RouterConfig, *, change: Change, action: str,
                 managed: dict[str, ManagedTraffic] | None = None, file_sha: str | None = None) -> ConfigVersion:
+        cfg = _validated(cfg)
+        if self.check is not None:
+            try:
+                self.check(cfg)
+            except ConfigError as err:
+                raise EditError(f"the config names a resource that is not usable: {err}", field=err.field,
+                                code="invalid_config") from None
         new = self.store.put(
-            _validated(cfg), expected_version=cur.version if cur else None, author=change.author,
+            cfg, expected_version=cur.version if cur else None, author=change.author,
             reason=change.reason, decision_id=change.decision_id, action=action, managed=managed,
             file_sha256=file_sha)
         if self.audit is not None:

@@ -56,6 +56,17 @@ class Common(msgspec.Struct, kw_only=True, tag_field="kind"):
     interaction_id: str | None = None
 
 
+class FewShotNote(msgspec.Struct, kw_only=True):
+    """What dynamic few-shot retrieval did for one request (`Interaction.fewshot`)."""
+
+    status: Literal["ok", "skipped"]  # skipped: answered without the examples (see `error`)
+    dataset: str
+    ids: list[str] = []               # the curated examples sent, nearest first
+    similarity: list[float] = []
+    retrieval_ms: float | None = None
+    error: str | None = None
+
+
 class Interaction(Common, kw_only=True, tag="interaction"):
     unit: str | None  # salted sha256 of the hash attribute; None = anonymous
     traffic: Traffic
@@ -74,6 +85,8 @@ class Interaction(Common, kw_only=True, tag="interaction"):
     response: str | None = None
     finish_reason: str | None = None
     error: str | None = None
+    variant: str | None = None        # stable id of the arm's model + overrides (gateway.variants)
+    fewshot: FewShotNote | None = None
 
 
 class Feedback(Common, kw_only=True, tag="feedback"):

@@ -29,8 +29,8 @@ from gateway import metric_catalog as catalog
 from gateway.auth import AuthIndex, Principal, bearer, single_authorization
 from gateway.config import CustomMetric
 from gateway.errors import ApiError, error_body
-from gateway.ids import InteractionRef, InvalidInteractionId
 from gateway.idempotency import Deduper, open_deduper
+from gateway.ids import InteractionRef, InvalidInteractionId
 
 log = structlog.get_logger("abgate.feedback")
 

@@ -144,8 +144,8 @@ _ABGATE_HEADERS = {
                        ("x-abgate-config-version", "the config version that routed it"),
                        ("x-abgate-interaction-id", "the signed interaction id (also the body's `id`)"))
 }
-_CLIENT = [{"apiKey": []}]
-_ADMIN = [{"adminToken": []}]
+_CLIENT: list[dict[str, list[str]]] = [{"apiKey": []}]
+_ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
 
 def _op(op_id: str, summary: str, responses: Doc, *, security: list[Doc] | None = None,

@@ -26,6 +26,7 @@ from gateway.ids import InteractionRef
 from gateway.jsonsafe import check_depth
 from gateway.ratelimit import RateLimiter
 from gateway.redact import capture
+from gateway.variants import prepare as prepare_variant
 
 if TYPE_CHECKING:
     from gateway.runtime import ArmTarget, Compiled, Runtime
@@ -203,6 +204,8 @@ class _Ctx:
     finish_reason: str | None = None
     error: str | None = None
     capture: str = "full"
+    variant: str | None = None
+    fewshot: Any = None
     closed: bool = False
     finished: bool = False
     recorded: bool = False
@@ -510,6 +513,7 @@ async def _forward(rt: Runtime, ctx: _Ctx, doc: dict[str, msgspec.Raw], target: 
         raise _UpstreamFailure("upstream_error", 502, "circuit_open",
                                f"upstream {up.name!r} is failing; circuit open, not retried")
     doc["model"] = target.model_raw
+    doc = await prepare_variant(ctx, doc, target.variant)  # arm overrides (gateway.variants)
     body = _enc.encode(doc)
     t = perf()
     resp: aiohttp.ClientResponse | None = None
@@ -741,7 +745,8 @@ def _record(rt: Runtime, ctx: _Ctx, comp: Compiled) -> None:
             ttft_ms=round(ctx.ttft * 1000, 3) if ctx.ttft is not None else None,
             overhead_ms=round(overhead * 1000, 4), prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens, cost_usd=cost, fallback_from=ctx.fallback_from,
-            messages=messages, response=response, finish_reason=ctx.finish_reason, error=ctx.error)
+            messages=messages, response=response, finish_reason=ctx.finish_reason, error=ctx.error,
+            variant=ctx.variant, fewshot=ctx.fewshot)
         rt.sink.emit(event)
         rt.metrics.observe_request(
             ctx.route or "", ctx.arm or "", ctx.model or "", ctx.status, total, ctx.ttft, overhead,

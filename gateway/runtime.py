@@ -27,10 +27,12 @@ from gateway.auth import AuthIndex
 from gateway.config import Arm, RouterConfig, Upstream
 from gateway.events import ConfigChange
 from gateway.ids import IdSigner
+from gateway.lifecycle import Lifecycle
 from gateway.proxy import UpstreamClient, UpstreamPool
 from gateway.ratelimit import Limiter, open_limiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
+from gateway.variants import CompiledVariant, check_resources, compile_variant
 
 log = structlog.get_logger("abgate.runtime")
 GC_GEN0_THRESHOLD = 20_000
@@ -45,6 +47,7 @@ class ArmTarget:
     upstream: UpstreamClient
     price: tuple[float, float]  # USD per 1M (input, output) tokens
     headers: tuple[tuple[bytes, bytes], ...]  # x-abgate-* response headers except the id
+    variant: CompiledVariant  # the arm's request overrides and stable variant id
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +64,22 @@ class Compiled:
     upstream_keys: frozenset[tuple[str, Upstream]]
 
 
-def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool) -> Compiled:
+def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool,
+                   state_dir: Path | None = None) -> Compiled:
     cfg = cv.config
     routes: dict[str, RouteAssigner] = {}
     targets: dict[tuple[str, str], ArmTarget] = {}
     fallback: dict[str, ArmTarget | None] = {}
     used: set[tuple[str, Upstream]] = set()
     version_b = str(cv.version).encode()
+
+    def client_for(name: str) -> UpstreamClient:  # embedding upstreams of few-shot variants
+        used.add((name, cfg.upstreams[name]))
+        return pool.get(name, cfg.upstreams[name])
+
     for rname, route in cfg.routes.items():
         routes[rname] = RouteAssigner(rname, route, secrets.unit_salt)
-        for arm in route.arms:
+        for i, arm in enumerate(route.arms):
             up_name, up = cfg.upstream_for(arm.model)
             used.add((up_name, up))
             info = cfg.models.get(arm.model)
@@ -83,6 +92,7 @@ def compile_config(cv: cs.ConfigVersion, secrets: Secrets, pool: UpstreamPool) -
                     (b"x-abgate-route", rname.encode()), (b"x-abgate-arm", arm.name.encode()),
                     (b"x-abgate-model", arm.model.encode()), (b"x-abgate-config-version", version_b),
                 ),
+                variant=compile_variant(cfg, rname, i, arm, state_dir or Path("."), client_for),
             )
         fallback[rname] = targets[(rname, route.fallback)] if route.fallback else None
     return Compiled(
@@ -116,8 +126,10 @@ class Runtime:
         self.secrets = load_secrets(settings.state_dir)
         self.signer = IdSigner(self.secrets.id_keys)
         self.metrics = Metrics()
+        self.lifecycle = Lifecycle(self.metrics.registry, self.metrics.multiprocess_dir is not None)
         self.store = open_store(settings)
-        self.editor = edits.ConfigEditor(self.store, audit=self._audit)
+        self.editor = edits.ConfigEditor(self.store, audit=self._audit,
+                                         check=lambda cfg: check_resources(cfg, self.state_dir))
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pool = UpstreamPool(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter: Limiter = open_limiter(settings.state_dir, settings.redis_url)
@@ -128,6 +140,7 @@ class Runtime:
         self._push_task: asyncio.Task[None] | None = None
         self._file_stat: tuple[int, int] | None = None  # (mtime_ns, size) last looked at
         self._file_sha: str | None = None  # content hash last seen (applied, refused or unchanged)
+        self._lifecycle_task: asyncio.Task[None] | None = None
         self._bad_file_error: str | None = None
         self._refused_at: int | None = None  # store version when the file was last refused
         self._retired: list[tuple[float, list[UpstreamClient]]] = []
@@ -163,11 +176,12 @@ class Runtime:
         gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._reload_loop())
+        self._lifecycle_task = loop.create_task(self.lifecycle.run(self.pool.clients))
         if self.settings.redis_url:
             self._push_task = loop.create_task(self._push_loop(self.settings.redis_url))
 
     async def stop(self) -> None:
-        for task in (self._task, self._push_task):
+        for task in (self._task, self._push_task, self._lifecycle_task):
             if task is not None:
                 task.cancel()
                 try:
@@ -191,11 +205,12 @@ class Runtime:
 
     def apply(self, cv: cs.ConfigVersion) -> None:
         """Swap the served config atomically (one attribute assignment)."""
-        compiled = compile_config(cv, self.secrets, self.pool)
+        compiled = compile_config(cv, self.secrets, self.pool, self.state_dir)
         previous = self.compiled
         self.compiled = compiled
         self.config = cv
         self.metrics.set_config(cv.version, cv.config)
+        self.lifecycle.on_config(cv.config)
         gone = self.pool.retain_only(set(compiled.upstream_keys))
         if gone:  # closed later: requests of the old version may still use them
             self._retired.append((asyncio.get_running_loop().time() + 300.0, gone))

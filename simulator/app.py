@@ -24,7 +24,11 @@ from simulator.responses import ResponsesHandler
 
 _json = msgspec.json.Encoder()
 BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14",
-               "text-embedding-3-small")
+               "text-embedding-3-small", "gpt-6-luna")
+# OpenAI's 2027-01-14 retirement (gpt-4o-mini-2024-07-18, gpt-4o, gpt-4.1, gpt-4.1-mini and their fine-tunes);
+# `GET /v1/models` carries it as the optional `shutdown_date`
+SHUTDOWN_DATES = {"gpt-4o-mini-2024-07-18": "2027-01-14", "gpt-4o-2024-08-06": "2027-01-14",
+                  "gpt-4.1-2025-04-14": "2027-01-14", "gpt-4.1-mini-2025-04-14": "2027-01-14"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,12 @@ async def _stamped(result: Awaitable[Response | None], extra: str) -> Response |
 
 
 def _model(mid: str) -> dict[str, Any]:
-    return {"id": mid, "object": "model", "created": 1721172741, "owned_by": "system" if not mid.startswith("ft:") else "user"}
+    doc: dict[str, Any] = {"id": mid, "object": "model", "created": 1721172741,
+                           "owned_by": "system" if not mid.startswith("ft:") else "user"}
+    base = mid.split(":")[1] if mid.startswith("ft:") and mid.count(":") >= 1 else mid
+    if base in SHUTDOWN_DATES:  # a fine-tune retires with its base model
+        doc["shutdown_date"] = SHUTDOWN_DATES[base]
+    return doc
 
 
 def _method(req: Request) -> Response:

@@ -64,6 +64,7 @@ def parse(body: bytes, seed: int, echo: bool) -> Completion:
     tool_output: str | None = None
     tool_name: str | None = None
     names: dict[str, str] = {}  # tool call id -> function name, from earlier assistant messages
+    shots = 0  # assistant turns in the prompt: few-shot examples (or earlier turns)
     prompt_tokens = 3
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
@@ -77,6 +78,7 @@ def parse(body: bytes, seed: int, echo: bool) -> Completion:
         elif role == "user":
             user = text
         elif role == "assistant":
+            shots += 1
             for tc in m.get("tool_calls") or ():
                 if isinstance(tc, dict) and isinstance(tc.get("function"), dict):
                     names[str(tc.get("id"))] = str(tc["function"].get("name"))
@@ -99,7 +101,7 @@ def parse(body: bytes, seed: int, echo: bool) -> Completion:
         tool_choice=gen.parse_tool_choice(data.get("tool_choice"), tools, chat=True), json_schema=schema,
         json_object=json_object, limit=limit if isinstance(limit, int) else None,
         top_logprobs=gen.parse_top_logprobs(data.get("logprobs"), data.get("top_logprobs")),
-        echo=body.decode("utf-8", "replace") if echo else None)
+        echo=body.decode("utf-8", "replace") if echo else None, shots=shots)
     choices = gen.answers(ask, seed, n)
     stream = data.get("stream") is True
     opts = data.get("stream_options")

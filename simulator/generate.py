@@ -44,6 +44,7 @@ class Ask:
     limit: int | None = None         # max output tokens
     top_logprobs: int | None = None  # None: no logprobs; 0..20: with that many alternatives
     echo: str | None = None          # x-sim-echo: the content is this text
+    shots: int = 0                   # assistant turns in the prompt (few-shot examples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def answer(ask: Ask, seed: int, index: int = 0, taken: tuple[str | None, ...] = 
     elif ask.tool_output is not None:
         content = f"According to {ask.tool_name or 'the tool'}: {ask.tool_output.strip()[:500]}"
     else:
-        content = model.answer(ask.model, ask.system, ask.user, seed + index)
+        content = model.answer(ask.model, ask.system, ask.user, seed + index, ask.shots)
         if content in taken:
             content = f"{content} (variant {index + 1})"
     if ask.json_schema is not None:

@@ -25,10 +25,17 @@ class Skill:
 BASE = Skill(correct=0.75, json_invalid=0.02, violation=0.03, detail=0.75)
 FINE_TUNED = Skill(correct=0.93, json_invalid=0.003, violation=0.01, detail=1.0)
 WORSE = Skill(correct=0.50, json_invalid=0.10, violation=0.20, detail=0.45)
+# gpt-6-luna, OpenAI's named replacement for the models retiring on 2027-01-14: a better base model,
+# and as good as a fine-tune when the prompt carries a few worked examples (in-context learning)
+LUNA = Skill(correct=0.78, json_invalid=0.01, violation=0.02, detail=0.8)
+FEW_SHOT = Skill(correct=0.95, json_invalid=0.002, violation=0.008, detail=1.0)
+FEW_SHOT_MIN = 2  # user/assistant example pairs before the question
 
 
-def skill(model: str) -> Skill:
+def skill(model: str, shots: int = 0) -> Skill:
     low = model.lower()
+    if low.startswith("gpt-6-luna"):
+        return FEW_SHOT if shots >= FEW_SHOT_MIN else LUNA
     if low.startswith("ft:"):
         # ft:<base>:<org>:<suffix>:<id>: the id is random hex and may spell "bad"; ignore it
         low = low.rsplit(":", 1)[0]
@@ -45,9 +52,9 @@ def draw(seed: int, key: str, purpose: str) -> float:
     return int.from_bytes(h) / 2**64
 
 
-def answer(model: str, system_prompt: str, user: str, seed: int = 0) -> str:
+def answer(model: str, system_prompt: str, user: str, seed: int = 0, shots: int = 0) -> str:
     task = tasks.detect(system_prompt, user)
-    sk = skill(model)
+    sk = skill(model, shots)
     if task.kind == "intent":
         return _intent_answer(task, sk, seed)
     text = _free_text(task, sk, seed)

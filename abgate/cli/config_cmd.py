@@ -20,7 +20,11 @@ app = typer.Typer(help="Show, validate, change and roll back the versioned route
 
 def editor(state: Path | None, redis: str | None) -> edits.ConfigEditor:
     """The config editor for CLI commands: audit events go to the archive under the state dir."""
-    return edits.ConfigEditor(open_store(state, redis), audit=edits.archive_audit(state_dir(state)))
+    from gateway.variants import check_resources  # few-shot exports exist and are the routes' tenants'
+
+    sdir = state_dir(state)
+    return edits.ConfigEditor(open_store(state, redis), audit=edits.archive_audit(sdir),
+                              check=lambda cfg: check_resources(cfg, sdir))
 
 
 def _current(store: cs.ConfigStore) -> cs.ConfigVersion:

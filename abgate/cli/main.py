@@ -70,6 +70,8 @@ COMMANDS: tuple[Lazy, ...] = (
          "Deployment secrets kept in the state dir (interaction-id signing keys)."),
     Lazy("eval", "abgate.cli.eval_cmd", "app", "group",
          "Offline evaluation: run a held-out set, compare runs, offline gate."),
+    Lazy("variants", "abgate.cli.variants_cmd", "app", "group",
+         "Arms as variants: few-shot variants from curated datasets, variant ids."),
 )
 
 

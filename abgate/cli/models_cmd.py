@@ -1,10 +1,12 @@
-"""`abgate models list|add-arm`: the model version table and adding a candidate to a route."""
+"""`abgate models list|add-arm|check`: the model version table, adding a candidate to a route, and
+the arms whose models retire soon."""
 
 from __future__ import annotations
 
 import getpass
 import re
-from typing import Annotated
+from datetime import date
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -144,3 +146,83 @@ def candidate_entries(
         output_per_mtok=output_per_mtok if output_per_mtok is not None else (
             price[1] if price else base.output_per_mtok))
     return upstreams, models, note
+
+
+@app.command("check")
+def check(
+    days: Annotated[int, Opt(min=0, help="Report arms whose model shuts down within this many days.")] = 90,
+    route: Annotated[str | None, Opt(help="Only this route.")] = None,
+    offline: Annotated[bool, Opt("--offline", help="Config dates only; do not ask the upstreams.")] = False,
+    all_arms: Annotated[bool, Opt("--all", help="List every arm with a known date, not only those retiring.")] = False,
+    state: StateDir = None,
+    redis: RedisUrl = None,
+    json: JsonOut = False,
+) -> None:
+    """Arms whose models retire within DAYS (upstream `GET /v1/models` shutdown_date, else the config).
+    Exit 0: none; 3: at least one arm with weight > 0 retires within DAYS (weight-0 arms are listed only)."""
+    from datetime import UTC, datetime
+
+    from gateway import lifecycle as lc
+
+    cur = open_store(state, redis).current()
+    if cur is None:
+        raise fail("no config stored yet: run `abgate config set FILE` first")
+    cfg = cur.config
+    if route is not None and route not in cfg.routes:
+        raise fail(f"unknown route {route!r} (routes: {', '.join(cfg.routes) or 'none'})")
+    upstream_dates, unreachable = ({}, []) if offline else _upstream_dates(cfg)
+    today = datetime.now(UTC).date()
+    shutdowns = [s for s in lc.arm_shutdowns(cfg, upstream_dates) if route is None or s.route == route]
+    rows = shutdowns if all_arms else lc.retiring(shutdowns, days, today)
+    rows = sorted(rows, key=lambda s: (s.shutdown, s.route, s.arm))
+    serving = [s for s in lc.retiring(shutdowns, days, today) if s.weight > 0]
+    out: list[dict[str, Any]] = [{"route": s.route, "arm": s.arm, "model": s.model, "weight": s.weight,
+            "shutdown_date": s.shutdown.isoformat(), "days_left": s.days_left(today), "source": s.source}
+           for s in rows]
+    if json:
+        print_json({"within_days": days, "today": today.isoformat(), "arms": out, "unreachable_upstreams": unreachable,
+                    "serving_traffic": len(serving)})
+    else:
+        for name in unreachable:
+            console.print(f"[yellow]warning:[/] upstream {name!r} did not list its models; config dates only",
+                          highlight=False)
+        if not out:
+            console.print(f"no arm's model shuts down within {days} days", highlight=False)
+        else:
+            t = Table("route", "arm", "weight", "model", "shutdown", "days left", "source",
+                      title=f"Arms whose models shut down within {days} days" if not all_arms else None)
+            for r in out:
+                style = "bold red" if r["days_left"] <= 30 and r["weight"] > 0 else None
+                t.add_row(r["route"], r["arm"], f"{r['weight']:g}", r["model"], r["shutdown_date"],
+                          str(r["days_left"]), r["source"], style=style)
+            console.print(t)
+            if serving:
+                console.print(f"{len(serving)} arm(s) carrying traffic retire within {days} days: add candidates on "
+                              "the replacement model, evaluate them and promote before the date "
+                              "(examples/model-migration)", highlight=False)
+    if serving:
+        raise typer.Exit(3)
+
+
+def _upstream_dates(cfg: RouterConfig) -> tuple[dict[str, date], list[str]]:
+    import os
+
+    import httpx
+
+    from gateway import lifecycle as lc
+
+    dates: dict[str, date] = {}
+    unreachable = []
+    for name, up in cfg.upstreams.items():
+        if not any(cfg.upstream_for(a.model)[0] == name for r in cfg.routes.values() for a in r.arms):
+            continue
+        key = os.environ.get(up.api_key_env) if up.api_key_env else None
+        try:
+            r = httpx.get(up.base_url.rstrip("/") + "/models", timeout=10,
+                          headers={"authorization": f"Bearer {key}"} if key else {})
+            if r.status_code != 200:
+                raise httpx.HTTPError(f"HTTP {r.status_code}")
+            dates.update(lc.dates_from_listing(r.content))
+        except (httpx.HTTPError, msgspec.DecodeError, msgspec.ValidationError):
+            unreachable.append(name)
+    return dates, unreachable

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
+from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from abgate.http_limits import ENV_VAR as HTTP_LIMITS_ENV
 from abgate.http_limits import HttpLimits
-from abgate.cli.common import RedisUrl, StateDir, console, fail, state_dir
 from gateway import config as cfgmod
 from gateway.config_store import ConfigVersion
 from gateway.settings import ENV_VAR, Settings
@@ -95,7 +95,7 @@ def serve(
     uvicorn.run(
         "abgate.server:create", factory=True, host=host, port=port, workers=workers, loop="uvloop",
         http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
-        log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=keep_alive_timeout,
+        log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=max(1, round(keep_alive_timeout)),
         timeout_worker_healthcheck=60,  # a worker importing on a busy host is slow, not hung
         server_header=False, date_header=False, proxy_headers=False,
     )

@@ -37,8 +37,8 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from gateway import events as ev
 import gateway.sinks.rescue as rescue
+from gateway import events as ev
 
 log = structlog.get_logger("gateway.sinks")
 
@@ -235,7 +235,7 @@ class EventSink:
 
     def _next_wait(self) -> float:
         if self._backoff_active():
-            return min(self.flush_interval_s * 2 ** min(self._failures, 8), MAX_BACKOFF_S)
+            return float(min(self.flush_interval_s * 2 ** min(self._failures, 8), MAX_BACKOFF_S))
         return self.flush_interval_s
 
     async def _flush_all(self) -> None:

@@ -64,7 +64,7 @@ class RedisSink(EventSink):
     def _next_wait(self) -> float:
         if self._backoff_active():
             n = max(self._failures, self._redis_failures)
-            return min(self.flush_interval_s * 2 ** min(n, 8), MAX_BACKOFF_S)
+            return float(min(self.flush_interval_s * 2 ** min(n, 8), MAX_BACKOFF_S))
         return self.flush_interval_s
 
     async def _before_flush(self) -> None:

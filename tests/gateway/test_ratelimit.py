@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.ratelimit import FileRateLimiter, SharedRateLimiter
-from tests.support.procs import start_gateway, start_redis, start_simulator, wait_http
+from tests.support.procs import start_gateway, start_redis, start_simulator
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from gateway import config as cfgmod
 from gateway import proxy
 from gateway.auth import AuthIndex
-from gateway.config import ApiKey, Arm, Auth, Route
+from gateway.config import ApiKey, Auth
 from gateway.errors import ApiError
 from gateway.ids import IdSigner, InvalidInteractionId
 from gateway.ratelimit import RateLimiter

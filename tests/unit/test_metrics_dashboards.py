@@ -25,7 +25,7 @@ METRIC_NAMES = {
     "abgate_requests_total", "abgate_request_duration_seconds_bucket", "abgate_time_to_first_token_seconds_bucket",
     "abgate_overhead_seconds_bucket", "abgate_upstream_errors_total", "abgate_fallbacks_total", "abgate_tokens_total",
     "abgate_cost_usd_total", "abgate_feedback_total", "abgate_feedback_value_total", "abgate_arm_weight",
-    "abgate_config_version", "abgate_events_total", "abgate_event_queue_depth",
+    "abgate_config_version", "abgate_events_total", "abgate_event_queue_depth", "abgate_model_days_to_shutdown",
 }
 
 

@@ -15,6 +15,7 @@ import httpx
 from gateway.config import RouterConfig, TrainingProvider
 from training.providers.base import BUILTIN_PROVIDERS, ProviderRefused, Trainer
 
+__all__ = ["BUILTIN_PROVIDERS", "ProviderRefused", "Trainer", "default_name", "entry_for", "provider_names", "resolve"]
 
 _BUILTIN: dict[str, TrainingProvider] = {
     "openai": TrainingProvider(type="openai"), "azure": TrainingProvider(type="azure"),

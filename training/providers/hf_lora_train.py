@@ -84,7 +84,7 @@ def train(files: JobFiles) -> None:
         max_length=int(job["max_seq_length"]), use_cpu=not cuda, bf16=False, dataloader_num_workers=0,
         disable_tqdm=True, eval_strategy="epoch" if val_rows else "no")
 
-    class Progress(TrainerCallback):
+    class Progress(TrainerCallback):  # type: ignore[misc]
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             files.status(status="running", started_at=int(time.time()), total_steps=state.max_steps, step=0)
             files.event(f"Fine-tuning job started: {state.max_steps} steps on "
