@@ -10,9 +10,8 @@ import pytest
 from evaluation import analysis as an
 from gateway import config as cfgmod
 from gateway import events as ev
-from gateway import feedback
+from gateway import feedback, metrics
 from gateway import metric_catalog as catalog
-from gateway import metrics
 from gateway.archive import ArchiveWriter
 from gateway.errors import ApiError
 from training.build import signal_of
