@@ -74,3 +74,29 @@ def test_thumbs_values_are_what_the_api_accepts() -> None:
     # The catalog says +1/-1; the old SQL also took 'up'/'down' strings the API never lets in.
     assert catalog.THUMBS_VALUES == (1, -1)
     assert "'up'" not in an._VALUE_SQL
+
+
+def test_analyze_cli_reports_method_coverage_and_definitions(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from abgate.cli.main import app
+
+    events: list[ev.Event] = []
+    for u in range(20):
+        arm = "control" if u % 2 else "treatment"
+        events.append(_ix(f"i{u}", f"u{u}", arm))
+        events.append(_fb(f"i{u}", f"u{u}", arm, "approved", u % 3 == 0, "2025-01-01T00:01:00Z"))
+    ArchiveWriter(tmp_path).write(events)
+    r = CliRunner().invoke(app, ["analyze", "exp", "--json", "--state-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["inference"]["method"] == "sequential"
+    m = out["metrics"]["approved"]
+    assert m["definition"].startswith("ratio:") and m["arms"]["control"]["coverage"] == 1.0
+    assert m["lifts"]["treatment"]["absolute"]["method"] == "sequential"
+    r = CliRunner().invoke(app, ["analyze", "exp", "--json", "--inference", "fixed", "--state-dir", str(tmp_path)])
+    assert json.loads(r.output)["metrics"]["approved"]["lifts"]["treatment"]["absolute"]["method"] == "fixed"
+    r = CliRunner().invoke(app, ["analyze", "exp", "--inference", "bayes", "--state-dir", str(tmp_path)])
+    assert r.exit_code == 2
