@@ -6,7 +6,7 @@ PYTHON ?= python3
 APT_PACKAGES := redis-server prometheus wrk
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: venv sysdeps node-deps lint test demo bench soak clean
+.PHONY: venv train-deps sysdeps node-deps lint test demo bench soak clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(VENV)/.stamp: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.stamp
+
+# The self-hosted fine-tuning stack (torch CPU wheel, transformers, peft, trl): only `make test` needs it.
+$(VENV)/.train-stamp: $(VENV)/.stamp
+	$(VENV)/bin/pip install -q -e '.[test,train]'
+	touch $@
+
+train-deps: $(VENV)/.train-stamp
 
 # System packages the tests and the benchmark run for real: redis-server, prometheus (+promtool), wrk.
 sysdeps:
@@ -41,7 +48,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: venv sysdeps node-deps lint
+test: venv train-deps sysdeps node-deps lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 demo: venv
