@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import msgspec
 
+from evaluation import compact_layout
 from gateway.archive import events_dir, glob_pattern
 
 COLUMNS: dict[str, str] = {
@@ -105,10 +106,8 @@ def source_sql(state_dir: Path, columns: dict[str, str] | None = None) -> str:
     """A table expression over every event: the Parquet of each valid compacted day plus the
     JSONL of all other days (same columns, `filename` included). Without compaction it is
     `read_json_sql`."""
-    from evaluation import compact  # compact imports this module
-
     cols = columns or COLUMNS
-    parquet, jsonl = compact.split_sources(state_dir)
+    parquet, jsonl = compact_layout.split_sources(state_dir)
     if not parquet:
         return read_json_sql(state_dir, cols)
     names = ", ".join(f'"{k}"' for k in cols)

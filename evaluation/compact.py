@@ -19,10 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from evaluation import archive_sql
-from gateway.archive import events_dir
-
-MANIFEST = "manifest.json"
-PARQUET = "events.parquet"
+from evaluation.compact_layout import MANIFEST, PARQUET, compact_dir, day_files, fingerprint, valid_parquet
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,59 +30,6 @@ class DayResult:
     jsonl_bytes: int = 0
     parquet_bytes: int = 0
     reason: str = ""
-
-
-def compact_dir(state_dir: Path) -> Path:
-    return state_dir / "compact"
-
-
-def day_files(state_dir: Path) -> dict[str, list[Path]]:
-    """JSONL files per `date=YYYY-MM-DD` partition."""
-    out: dict[str, list[Path]] = {}
-    root = events_dir(state_dir)
-    if not root.is_dir():
-        return out
-    for part in sorted(root.glob("date=*")):
-        if part.is_dir():
-            files = sorted(part.rglob("*.jsonl"))
-            if files:
-                out[part.name.removeprefix("date=")] = files
-    return out
-
-
-def _fingerprint(files: list[Path]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for f in files:
-        st = f.stat()
-        out[str(f)] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def _valid(state_dir: Path, day: str, files: list[Path]) -> Path | None:
-    d = compact_dir(state_dir) / f"date={day}"
-    try:
-        manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    pq = d / PARQUET
-    if manifest.get("files") != _fingerprint(files) or not pq.exists():
-        return None
-    return pq
-
-
-def split_sources(state_dir: Path) -> tuple[list[str], list[str]]:
-    """(Parquet files of valid compacted days, JSONL files of every other day)."""
-    parquet: list[str] = []
-    jsonl: list[str] = []
-    if not compact_dir(state_dir).is_dir():
-        return [], [str(f) for files in day_files(state_dir).values() for f in files]
-    for day, files in day_files(state_dir).items():
-        pq = _valid(state_dir, day, files)
-        if pq is not None:
-            parquet.append(str(pq))
-        else:
-            jsonl += [str(f) for f in files]
-    return parquet, jsonl
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -110,10 +54,10 @@ def compact(state_dir: Path, *, today: date | None = None, threads: int | None =
                 results.append(DayResult(day, "skipped", reason="day not closed yet (writers may append)"))
                 continue
             jsonl_bytes = sum(f.stat().st_size for f in files)
-            if _valid(state_dir, day, files) is not None:
+            if valid_parquet(state_dir, day, files) is not None:
                 results.append(DayResult(day, "up to date", jsonl_bytes=jsonl_bytes))
                 continue
-            fp = _fingerprint(files)
+            fp = fingerprint(files)
             src = archive_sql.read_json_sql(state_dir, archive_sql.ALL_COLUMNS, [str(f) for f in files])
             row = con.execute(f"SELECT count(*) FILTER (WHERE kind IS NULL), count(*) FROM {src}").fetchone()
             bad, total = row if row is not None else (0, 0)
@@ -128,7 +72,7 @@ def compact(state_dir: Path, *, today: date | None = None, threads: int | None =
             con.execute(f"COPY (SELECT {cols} FROM {src}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
                         "(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 500000)")
             os.replace(tmp, out / PARQUET)
-            if _fingerprint(files) != fp:  # appended while we read: not valid, try again next time
+            if fingerprint(files) != fp:  # appended while we read: not valid, try again next time
                 results.append(DayResult(day, "skipped", reason="JSONL changed during compaction"))
                 continue
             manifest = {"day": day, "files": fp, "events": int(total),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import analysis as an
-from evaluation import archive_sql, compact, synth
+from evaluation import archive_sql, compact, compact_layout, synth
 from gateway import events as ev
 from gateway.archive import ArchiveWriter
 
@@ -27,7 +27,7 @@ def test_compacted_archive_gives_the_same_analysis(tmp_path: Path) -> None:
     res = compact.compact(tmp_path, today=date(2025, 1, 4))
     assert {r.day: r.action for r in res if r.day < "2025-01-04"} == {f"2025-01-0{d}": "compacted" for d in (1, 2, 3)}
     assert all(r.action == "skipped" and "not closed" in r.reason for r in res if r.day >= "2025-01-04")
-    parquet, jsonl = compact.split_sources(tmp_path)
+    parquet, jsonl = compact_layout.split_sources(tmp_path)
     assert len(parquet) == 3 and all("date=2025-01-0" in f for f in jsonl)
     after = an.analyze(tmp_path, "exp", expected_weights=W)
     a, b = _summary(after), _summary(before)
@@ -42,14 +42,14 @@ def test_compacted_archive_gives_the_same_analysis(tmp_path: Path) -> None:
 def test_event_appended_to_a_compacted_day_is_read(tmp_path: Path) -> None:
     synth.generate(tmp_path, synth.Scenario(experiment="exp", arms=ARMS, units=100, days=2, seed=5))
     compact.compact(tmp_path, today=date(2025, 2, 1))
-    assert len(compact.split_sources(tmp_path)[0]) == 2
+    assert len(compact_layout.split_sources(tmp_path)[0]) == 2
     n = an.analyze(tmp_path, "exp", expected_weights=W).arms[0].interactions
     late = ev.Interaction(event_id="late", ts="2025-01-01T12:00:00.000Z", tenant="default", route="support",
                           experiment="exp", arm="control", phase=1, config_version=1, interaction_id="late-1",
                           unit="late-unit", traffic="live", model="a", stream=False, status="ok", http_status=200,
                           latency_ms=5.0)
     ArchiveWriter(tmp_path, writer="replay").write([late])
-    assert len(compact.split_sources(tmp_path)[0]) == 1  # that day is read from JSONL again
+    assert len(compact_layout.split_sources(tmp_path)[0]) == 1  # that day is read from JSONL again
     assert an.analyze(tmp_path, "exp", expected_weights=W).arms[0].interactions == n + 1
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from evaluation import criteria as critmod
 from evaluation import decisions, gate, synth
+from evaluation.decide import decide
 from gateway import events as ev
 from gateway.archive import ArchiveWriter
 
@@ -29,7 +30,7 @@ def _fb(iid: str, unit: str, arm: str, metric: str, value: object, day: int = 1)
 
 
 def _decide(state: Path, text: str) -> gate.Decision:
-    return gate.decide(critmod.parse("experiment: exp\n" + W + text), state)
+    return decide(critmod.parse("experiment: exp\n" + W + text), state)
 
 
 def _tiny(state: Path) -> None:
@@ -94,7 +95,7 @@ def test_guardrail_on_two_treatment_units_cannot_stop(tmp_path: Path) -> None:
     for u in range(2):
         events += [_ix(f"t{u}-{k}", f"t{u}", "treatment", latency=900 + u * 50 + k, day=1 + 7 * k) for k in range(3)]
     ArchiveWriter(tmp_path).write(events)
-    d = gate.decide(critmod.parse("experiment: exp\nmin_units_per_arm: 0\nmin_days: 0\nsrm_p: 0\n"
+    d = decide(critmod.parse("experiment: exp\nmin_units_per_arm: 0\nmin_days: 0\nsrm_p: 0\n"
                                   "guardrails: [{metric: latency_ms, direction: decrease}]\n"), tmp_path)
     assert d.verdict == "HOLD", d.reasons  # used to be NO-GO on 2 units
     assert d.metrics[0].verdict == "insufficient" and "guardrail_min_units" in d.metrics[0].note
@@ -110,7 +111,7 @@ def test_multiplicity_bonferroni_per_family_and_recorded(tmp_path: Path) -> None
     assert critmod.parse("experiment: e\nmultiplicity: none\nsuccess: [{metric: a, direction: increase},"
                          " {metric: b, direction: increase}]").family_alpha("success") == 0.05
     _scenario(tmp_path)
-    d = gate.decide(msgspec_replace(crit, experiment="exp", min_units_per_arm=0, min_days=0,
+    d = decide(msgspec_replace(crit, experiment="exp", min_units_per_arm=0, min_days=0,
                                     expected_weights={"control": 0.5, "treatment": 0.5}), tmp_path)
     by = {m.metric: m for m in d.metrics}
     assert by["approved"].alpha == pytest.approx(0.025) and by["error"].alpha == pytest.approx(0.05 / 3)
@@ -118,7 +119,7 @@ def test_multiplicity_bonferroni_per_family_and_recorded(tmp_path: Path) -> None
     assert by["approved"].definition and by["approved"].coverage_control == pytest.approx(0.6, abs=0.05)
     assert d.look == 1
     decisions.write_record(tmp_path, d)
-    assert gate.decide(msgspec_replace(crit, experiment="exp"), tmp_path).look == 2  # the looks are counted
+    assert decide(msgspec_replace(crit, experiment="exp"), tmp_path).look == 2  # the looks are counted
     md = decisions.markdown(d)
     assert "confidence sequence" in md and "bonferroni" in md and "coverage" in md
 

@@ -100,8 +100,8 @@ def test_api_conforms_to_its_document(gateway: dict[str, Any]) -> None:
         @given(case=op.as_strategy())
         @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
                   database=None)
-        def run(case: Any, token: str = token) -> None:
-            case.call_and_validate(base_url=base, headers={"authorization": f"Bearer {token}"}, checks=CHECKS,
+        def run(case: Any) -> None:
+            case.call_and_validate(base_url=base, headers={"authorization": f"Bearer {token}"}, checks=CHECKS,  # noqa: B023
                                    timeout=30)
 
         try:
