@@ -284,7 +284,8 @@ class Registry:
         if quality is not None and not 0 <= quality <= 1:
             raise ValueError(f"quality score (0-1) out of range: {quality:g}")
         messages = ex["messages"]
-        if action == "edit":
+        if action == "edit" or (action == "accept" and gold and gold.strip()):
+            # a correction given with `accept` is the gold answer too (it must not be stored and ignored)
             messages = replace_answer(messages, gold or "")
         if quality10 is not None and quality is None:
             quality = quality10 / 10.0
@@ -299,6 +300,49 @@ class Registry:
                  _dumps(messages), gold, category, quality, quality10, content_sha(messages), example_id),
             )
         return self._ex(self.db.execute("SELECT * FROM examples WHERE id = ?", (example_id,)).fetchone())
+
+    def used_content_keys(self, tenant: str | None = None) -> set[str]:
+        """Content identities of every non-rejected example (as stored, and with its original answer)."""
+        q = "SELECT messages, response, content_sha FROM examples WHERE status != 'rejected'"
+        args: tuple[Any, ...] = ()
+        if tenant:
+            q += " AND tenant_id = ?"
+            args = (tenant,)
+        out: set[str] = set()
+        for messages, response, sha in self.db.execute(q, args):
+            out.add(sha)
+            if response is not None:
+                out.add(content_sha(replace_answer(json.loads(messages), response)))
+        return out
+
+    def examples_by_content(self, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """content_sha -> the newest example with that content (to look up an exported file's lines)."""
+        want = set(shas)
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.db.execute("SELECT * FROM examples ORDER BY rowid"):
+            if row["content_sha"] in want:
+                out[row["content_sha"]] = self._ex(row)
+        return out
+
+    def validate_at_or_above(self, dataset_id: str, min_quality: float, *, reviewer: str) -> int:
+        """Seed 004's `UPDATE ... SET validated = true WHERE quality_score >= X` (0-1 scale), pending
+        and accepted examples only; returns how many were newly validated."""
+        self.dataset(dataset_id)
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE examples SET status = 'accepted', validated = 1, validated_by = ?, validated_at = ?"
+                " WHERE dataset_id = ? AND validated = 0 AND status != 'rejected' AND quality IS NOT NULL"
+                " AND quality >= ?", (reviewer, now_rfc3339(), dataset_id, min_quality))
+            return int(cur.rowcount)
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        """Delete a dataset and its examples (training runs and model versions keep its id); returns the
+        number of examples deleted. Its interactions become candidates for later builds again."""
+        self.dataset(dataset_id)
+        with self.tx() as db:
+            n = db.execute("DELETE FROM examples WHERE dataset_id = ?", (dataset_id,)).rowcount
+            db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
+        return int(n)
 
     # -- training runs -----------------------------------------------------------------------
 

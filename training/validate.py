@@ -217,8 +217,44 @@ def example_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+REVIEW_WINDOW_DAYS = 14
+
+
+def with_registry(rep: Report, known: dict[str, dict[str, Any]], *, now: str, where: str) -> Report:
+    """Redo the checklist with what the registry knows about the file's lines (matched by content):
+    review dates ("reviewed in the past 2 weeks") and categories (an exported file carries neither).
+    `known`: content_sha -> example; `now`: RFC 3339; `where`: the registry, for the hint."""
+    from datetime import datetime, timedelta
+
+    from training.registry import content_sha
+
+    matched = [known[s] for s in (content_sha(r["messages"]) for r in rep.rows) if s in known]
+    if not matched:
+        rep.checklist = checklist(rep, _near_from(rep), review_hint=(
+            f"no line of this file is in the registry at {where}: export it with `abgate dataset export`, "
+            "or pass the registry's --state-dir"))
+        return rep
+    cut = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(days=REVIEW_WINDOW_DAYS)).isoformat()
+    dates = [e["validated_at"] for e in matched if e["validated_at"]]
+    recent = [d for d in dates if d.replace("Z", "+00:00") >= cut]
+    n = len(rep.rows)
+    detail = (f"{len(recent)} of {n} reviewed in the past {REVIEW_WINDOW_DAYS} days"
+              + (f" (oldest review {min(dates)[:10]})" if dates else "")
+              + (f"; {n - len(matched)} line(s) not in the registry" if len(matched) < n else ""))
+    cats = Counter(str(e["category"]) for e in matched if e["category"])
+    rep.checklist = checklist(rep, _near_from(rep), reviewed_recent=len(recent) == n, review_detail=detail,
+                              categories=cats or None)
+    return rep
+
+
+def _near_from(rep: Report) -> list[tuple[int, int, float]]:
+    return [(0, p.line or 0, 0.0) for p in rep.warnings if p.code == "near_duplicate"]
+
+
 def checklist(rep: Report, near: list[tuple[int, int, float]], *, reviewed_recent: bool | None = None,
-              categories: Counter[str] | None = None) -> list[CheckItem]:
+              categories: Counter[str] | None = None, review_detail: str = "",
+              review_hint: str = "run `abgate dataset validate` where the registry is (--state-dir) on a file "
+                                 "from `abgate dataset export`") -> list[CheckItem]:
     """Seed 003's pre-training checklist, from what the file (and optionally the registry) tells."""
     n = rep.examples
     items = [
@@ -226,7 +262,7 @@ def checklist(rep: Report, near: list[tuple[int, int, float]], *, reviewed_recen
                   "pass" if n >= 100 else "warn" if n >= 50 else "fail", f"{n} examples"),
         CheckItem("examples reviewed in the past 2 weeks",
                   "unknown" if reviewed_recent is None else "pass" if reviewed_recent else "warn",
-                  "needs --dataset to check review dates" if reviewed_recent is None else ""),
+                  review_hint if reviewed_recent is None else review_detail),
     ]
     dups = sum(1 for p in rep.warnings if p.code == "duplicate")
     items.append(CheckItem("no duplicate or near-duplicate examples", "pass" if not dups and not near else "warn",

@@ -208,8 +208,10 @@ def test_review_decisions_file_applies_accept_edit_reject(tmp_path: Path) -> Non
     assert e["quality10"] == 6.0 and e["content_sha"] != exs[1]["content_sha"]
     assert (x["status"], x["validated"], x["validated_by"]) == ("rejected", False, "bob")
     assert (untouched["status"], untouched["validated_by"], untouched["validated_at"]) == ("pending", None, None)
-    # a rejected example is left out of the export
+    # a rejected example is left out of the export; an unreviewed one only with --include-unreviewed
     out = CliRunner().invoke(app, ["dataset", "export", ds, "--state-dir", str(state)])
+    assert out.exit_code == 0 and len(out.stdout.splitlines()) == 2 and "answer 2." not in out.stdout
+    out = CliRunner().invoke(app, ["dataset", "export", ds, "--include-unreviewed", "--state-dir", str(state)])
     assert out.exit_code == 0 and len(out.stdout.splitlines()) == 3 and "answer 2." not in out.stdout
 
 
