@@ -512,7 +512,8 @@ def triggers(
     state: StateDir = None,
     json: JsonOut = False,
 ) -> None:
-    """Retrain triggers: new quality examples, rising error rates per category, system prompt change."""
+    """Retrain triggers: new quality examples and interactions, rising error rates per category, system prompt
+    change (also before the new prompt is the majority), new question categories."""
     sd = state_dir(state)
     with Registry(sd) as reg:
         result = trg.evaluate(sd, reg, tenant=tenant, route=route, min_new_examples=min_new, window_days=window_days)

@@ -151,7 +151,8 @@ def test_trigger_system_prompt_changed(tmp_path: Path) -> None:
         reg.create_run(tenant="acme", base_model="gpt-4o-mini-2024-07-18", status="succeeded",
                        system_prompt_sha=hashlib.sha256(NEW_PROMPT.encode()).hexdigest())
         t = _by_name(trg.evaluate(state, reg, today=NOW))["system prompt changed"]
-        assert not t.fired and t.detail == "same system prompt as the last training"
+        assert not t.fired and t.detail == ("same system prompt as the last training "
+                                            "(2 recent request(s) with another prompt, under 20)")
         # no recent traffic at all: unknown, not fired
         t = _by_name(trg.evaluate(state, reg, today=NOW + timedelta(days=30)))["system prompt changed"]
         assert not t.fired and t.detail == "unknown: no recent traffic with a system prompt"
@@ -168,7 +169,8 @@ def test_triggers_cli(tmp_path: Path) -> None:
     r = runner.invoke(app, ["dataset", "triggers", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
     got = {t["name"]: t["fired"] for t in json.loads(r.stdout)}
-    assert got == {"new quality examples": False, "systematic errors": True, "system prompt changed": True}
+    assert got == {"new quality examples": False, "systematic errors": True, "system prompt changed": True,
+                   "new question categories": False}
     table = runner.invoke(app, ["dataset", "triggers", "--state-dir", str(state), "--min-new", "0"])
     assert table.exit_code == 0 and table.output.count("yes") == 3
 
