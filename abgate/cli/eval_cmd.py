@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from abgate.cli.common import EXIT_ERROR, EXIT_USAGE, JsonOut, StateDir, console, fail, print_json, state_dir
+from abgate.cli.common import EXIT_ERROR, EXIT_USAGE, JsonOut, StateDir, console, fail, print_json, state_dir, table
 from evaluation import criteria as critmod
 from evaluation import decisions
 from evaluation.gate import Decision
@@ -23,6 +23,7 @@ from evaluation.offline import compare as cmp
 from evaluation.offline import dataset as ds
 from evaluation.offline import gate as offline_gate
 from evaluation.offline import pipeline, runs, scorers
+from evaluation.offline.cost import describe, run_cost
 from evaluation.offline.runner import RunSettings, Target
 
 app = typer.Typer(help="Offline evaluation: run a held-out set, compare runs, offline gate.", no_args_is_help=True)
@@ -83,11 +84,15 @@ def run(
                                                  "(default: category, then metadata.category).")] = None,
     limit: Annotated[int | None, Opt(min=1, help="Only the first N examples.")] = None,
     name: Annotated[str | None, Opt(help="Run id (default <model>-<time>-<rand>).")] = None,
+    criteria: Annotated[Path | None, Opt(help="Offline criteria: also print what a candidate must reach to GO "
+                                              "against this run as the baseline.")] = None,
     state: StateDir = None,
     json: JsonOut = False,
 ) -> None:
-    """Run every held-out example through a model, score it, save the run under <state>/evals/."""
+    """Run every held-out example through a model, score it, save the run under <state>/evals/
+    (with its token cost)."""
     sdir = state_dir(state)
+    crit = _offline_criteria(criteria) if criteria is not None else None
     try:
         data = ds.load(dataset, category_key=category_key, limit=limit)
     except ds.DatasetError as e:
@@ -157,12 +162,38 @@ def run(
         except openai.OpenAIError as e:
             raise fail(f"scoring failed: {type(e).__name__}: {e}") from None
     s = result.summary
+    cost = run_cost(result.results, model or s.model, _router_config(sdir))
+    needed = offline_gate.targets(crit, s) if crit is not None else []
     if json:
-        print_json({**msgspec.to_builtins(s), "path": str(result.path)})
+        print_json({**msgspec.to_builtins(s), "path": str(result.path), "cost": cost.to_dict(),
+                    "targets": needed})
     else:
         _print_summary(s, result.path)
+        console.print(Text(describe(cost)))
+        for line in needed:
+            console.print(Text("to GO: " + line))
     if s.n_ok == 0:
         raise fail(f"every example failed, e.g. {s.failures[0] if s.failures else '?'}")
+
+
+def _offline_criteria(path: Path) -> critmod.Criteria:
+    try:
+        crit, _ = critmod.load(path)
+    except critmod.CriteriaError as e:
+        raise fail(f"{path}: {e}", EXIT_USAGE) from None
+    if crit.stage != "offline":
+        raise fail(f"{path}: stage is {crit.stage!r}; offline criteria are needed here", EXIT_USAGE)
+    return crit
+
+
+def _router_config(sdir: Path) -> Any:
+    from gateway.config_store import FileConfigStore
+
+    try:
+        cur = FileConfigStore(sdir).current()
+    except Exception:  # noqa: BLE001 - prices are optional; an unreadable store means list prices
+        return None
+    return cur.config if cur else None
 
 
 def _print_summary(s: runs.RunSummary, path: Path) -> None:
@@ -223,17 +254,24 @@ def compare(
                        ("p95", lat.base_p95, lat.candidate_p95, lat.p95_diff)):
         lt.add_row(q, _g(b, ".1f"), _g(c, ".1f"), f"{_g(d.estimate, '+.1f')} [{_g(d.low, '+.1f')}, {_g(d.high, '+.1f')}]")
     console.print(lt)
-    rows = [r for r in report.categories if all_categories or r.regressed]
+    # "regressed" only when the paired test says so: a worse point estimate with a large p
+    # (e.g. latency +0.3 ms, p = 0.998) is noise, listed only with --all-categories
+    rows = [r for r in report.categories if all_categories or r.significant]
     ct = Table("category", "metric", "n", "base", "candidate", "diff", "p", "regressed",
-               title="Per category" + ("" if all_categories else ": where the candidate is worse"))
+               title="Per category" + ("" if all_categories else ": where the candidate is significantly worse"))
     for r in rows:
-        flag = "[bold red]yes (significant)[/]" if r.significant else ("[red]yes[/]" if r.regressed else "no")
+        flag = ("[bold red]yes[/]" if r.significant
+                else "no (worse, not significant)" if r.regressed else "no")
         ct.add_row(r.category, r.metric, str(r.n), _g(r.base_mean), _g(r.candidate_mean), _g(r.diff, "+.4g"),
                    _g(r.p_value, ".3g"), flag)
     if rows:
         console.print(ct)
     else:
-        console.print("no category where the candidate is worse on any metric", highlight=False)
+        console.print("no category where the candidate is significantly worse on any metric", highlight=False)
+    noise = sum(1 for r in report.categories if r.regressed and not r.significant)
+    if noise and not all_categories:
+        console.print(f"{noise} category/metric row(s) worse by point estimate but not significantly "
+                      f"(p >= {alpha:g}); --all-categories lists them", highlight=False)
     for w in report.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), w))
 
@@ -243,7 +281,12 @@ def print_decision(d: Decision, record: Path) -> None:
     for r in d.reasons:
         console.print(f"  - {r}", highlight=False, markup=False, emoji=False)
     if d.arms:
-        t = Table("role", "run", "model", "examples", "ok", title="Runs")
+        mode = d.extra.get("criteria_mode", "ci")
+        console.print(f"criteria mode: {mode} ("
+                      + ("point estimates decide; each row's note gives the whole-CI reading"
+                         if mode == "point" else "the whole CI must clear each threshold; each row's note gives "
+                         "the point-estimate reading") + ")", highlight=False, markup=False)
+        t = table("role", "run", "model", "examples", "ok", title="Runs")
         for role, a in zip(("baseline", "candidate"), d.arms):
             t.add_row(role, Text(a.name), Text(a.model or "—"), str(a.units), str(a.interactions))
         console.print(t)
@@ -257,10 +300,11 @@ def print_decision(d: Decision, record: Path) -> None:
         console.print(t)
     regs = d.extra.get("category_regressions") or []
     if regs:
-        t = Table("category", "metric", "n", "baseline", "candidate", "diff", "p", title="Categories where the candidate is worse")
+        t = Table("category", "metric", "n", "baseline", "candidate", "diff", "p", "significant",
+                  title="Categories where the candidate is worse (point estimate)")
         for r in regs:
             t.add_row(str(r["category"]), r["metric"], str(r["n"]), _g(r["base"]), _g(r["candidate"]),
-                      _g(r["diff"], "+.4g"), _g(r["p_value"], ".3g"))
+                      _g(r["diff"], "+.4g"), _g(r["p_value"], ".3g"), "yes" if r["significant"] else "no")
         console.print(t)
     for w in d.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), w))
