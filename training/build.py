@@ -109,7 +109,9 @@ def annotate(c: Candidate) -> dict[str, Any]:
         c.feedback.get("confidence"))
     gold = c.feedback.get("edited_response") if signal_of(c.feedback) == "edited" else None
     answer = gold if gold else c.response
-    messages = [*c.messages, {"role": "assistant", "content": answer}]
+    # a tool-calling answer keeps its calls (an edit is a text correction and replaces them)
+    final = dict(c.answer) if c.answer is not None and not gold else {"role": "assistant", "content": answer}
+    messages = [*c.messages, final]
     category = review.get("category") or f.get("category") or _structured_category(messages) or "uncategorized"
     approved = c.feedback.get("approved")
     reviewer = review.get("reviewer") or f.get("validated_by")
@@ -124,6 +126,7 @@ def annotate(c: Candidate) -> dict[str, Any]:
         "source_id": c.source_id,
         "tenant_id": c.tenant,
         "messages": messages,
+        "tools": c.tools,
         "response": c.response,
         "gold": gold,
         "signal": signal_of(c.feedback),
@@ -194,7 +197,8 @@ def _reject_reason(r: dict[str, Any], o: BuildOptions, used: set[str], used_cont
     if o.min_confidence is not None and (r["confidence"] is None or r["confidence"] < o.min_confidence):
         return f"confidence below {o.min_confidence:g}"
     if o.min_chars is not None:
-        answer = r["messages"][-1]["content"]
+        last = r["messages"][-1]
+        answer = last.get("content") or (json.dumps(last["tool_calls"]) if last.get("tool_calls") else "")
         if len(_last_user(r["messages"]).strip()) <= o.min_chars or len(answer.strip()) <= o.min_chars:
             return f"message not longer than {o.min_chars} chars"
     return None
@@ -311,5 +315,6 @@ def prompt_sha(examples: list[dict[str, Any]]) -> str | None:
     return hashlib.sha256(top.encode()).hexdigest() if top else None
 
 
-def to_openai_line(messages: list[dict[str, Any]]) -> str:
-    return json.dumps({"messages": messages}, ensure_ascii=False)
+def to_openai_line(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    """One chat fine-tuning line; `tools` (chat-format function definitions) when the example has them."""
+    return json.dumps({"messages": messages, **({"tools": tools} if tools else {})}, ensure_ascii=False)

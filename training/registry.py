@@ -94,6 +94,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (tenant_id, version)
     );
     """,
+    # 2: the chat-format function tools an example was trained with (JSON list; NULL = none)
+    """
+    ALTER TABLE examples ADD COLUMN tools TEXT
+    """,
 )
 
 
@@ -186,12 +190,13 @@ class Registry:
                 db.execute(
                     "INSERT INTO examples (id, tenant_id, dataset_id, source_id, messages, response, gold, signal,"
                     " category, quality, quality10, confidence, status, validated, validated_by, validated_at, split,"
-                    " content_sha, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " content_sha, created_at, tools) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     ("ex_" + new_event_id()[:16], r.get("tenant_id", tenant), ds_id, r.get("source_id"),
                      _dumps(r["messages"]), r.get("response"), r.get("gold"), r.get("signal"), r.get("category"),
                      r.get("quality"), r.get("quality10"), r.get("confidence"), r.get("status", "pending"),
                      int(bool(r.get("validated"))), r.get("validated_by"), r.get("validated_at"),
-                     r.get("split", "train"), r["content_sha"], now),
+                     r.get("split", "train"), r["content_sha"], now,
+                     _dumps(r["tools"]) if r.get("tools") else None),
                 )
         return ds_id
 
@@ -249,6 +254,7 @@ class Registry:
         d = dict(row)
         d["messages"] = json.loads(d["messages"])
         d["validated"] = bool(d["validated"])
+        d["tools"] = json.loads(d["tools"]) if d.get("tools") else None
         return d
 
     def used_source_ids(self, tenant: str | None = None) -> set[str]:

@@ -84,7 +84,7 @@ def _check_content(m: dict[str, Any]) -> bool:
     if isinstance(content, list):  # content parts
         return bool(content) and all(isinstance(p, dict) and "type" in p for p in content)
     # an assistant turn may carry only a tool/function call
-    return content is None and m.get("role") == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
+    return content in (None, "") and m.get("role") == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
 
 
 def check_example(obj: Any, line: int) -> list[Problem]:
@@ -121,6 +121,72 @@ def check_example(obj: Any, line: int) -> list[Problem]:
                 out.append(Problem(line, "invalid_weight", f"{at} `weight` must be 0 or 1, got {m['weight']!r}"))
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         out.append(Problem(line, "example_missing_assistant_message", "no assistant message to learn from"))
+    out.extend(check_tools(obj, line))
+    return out
+
+
+def _tool_names(tools: Any, line: int, out: list[Problem]) -> set[str] | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not tools:
+        out.append(Problem(line, "invalid_tools", "`tools` must be a non-empty list of function definitions"))
+        return None
+    names: set[str] = set()
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict) \
+                or not isinstance(fn.get("name"), str) or not fn["name"]:
+            out.append(Problem(line, "invalid_tools", f"tools[{i}] must be {{\"type\": \"function\", "
+                                                      f"\"function\": {{\"name\": ..., \"parameters\": {{...}}}}}}"))
+            continue
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            out.append(Problem(line, "invalid_tools", f"tools[{i}].function.parameters must be a JSON schema object"))
+        names.add(fn["name"])
+    return names
+
+
+def check_tools(obj: dict[str, Any], line: int) -> list[Problem]:
+    """Tool-call examples: well-formed `tools`, `tool_calls` (id, type function, name, JSON arguments),
+    every call to a declared tool, every tool message answering an earlier call."""
+    out: list[Problem] = []
+    names = _tool_names(obj.get("tools"), line, out)
+    calls: set[str] = set()
+    for i, m in enumerate(obj.get("messages") or []):
+        if not isinstance(m, dict):
+            continue
+        at = f"messages[{i}]"
+        tcs = m.get("tool_calls")
+        if tcs is not None:
+            if m.get("role") != "assistant" or not isinstance(tcs, list) or not tcs:
+                out.append(Problem(line, "invalid_tool_call", f"{at}.tool_calls must be a non-empty list on an "
+                                                              "assistant message"))
+                continue
+            for j, tc in enumerate(tcs):
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                where = f"{at}.tool_calls[{j}]"
+                if not isinstance(tc, dict) or not isinstance(tc.get("id"), str) or not tc["id"] \
+                        or tc.get("type") != "function" or not isinstance(fn, dict) \
+                        or not isinstance(fn.get("name"), str) or not fn["name"]:
+                    out.append(Problem(line, "invalid_tool_call",
+                                       f"{where} needs an id, type \"function\" and function.name"))
+                    continue
+                args = fn.get("arguments")
+                try:
+                    if not isinstance(args, str):
+                        raise ValueError
+                    json.loads(args)
+                except ValueError:
+                    out.append(Problem(line, "invalid_tool_call", f"{where}.function.arguments must be a JSON "
+                                                                  "string, e.g. \"{\\\"id\\\": 7}\""))
+                if names and fn["name"] not in names:
+                    out.append(Problem(line, "unknown_tool", f"{where} calls {fn['name']!r}, which `tools` does "
+                                                             f"not define ({', '.join(sorted(names)) or 'none'})"))
+                calls.add(tc["id"])
+        if m.get("role") == "tool":
+            tid = m.get("tool_call_id")
+            if not isinstance(tid, str) or tid not in calls:
+                out.append(Problem(line, "orphan_tool_message", f"{at} answers tool_call_id {tid!r}, which no "
+                                                                "earlier assistant tool call has"))
     return out
 
 

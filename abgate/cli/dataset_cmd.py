@@ -114,7 +114,7 @@ def build(
         out.mkdir(parents=True, exist_ok=True)
         for part in ("train", "validation", "heldout"):
             rows = [e for e in result.examples if e["split"] == part]
-            (out / f"{part}.jsonl").write_text("".join(bd.to_openai_line(e["messages"]) + "\n" for e in rows),
+            (out / f"{part}.jsonl").write_text("".join(bd.to_openai_line(e["messages"], e.get("tools")) + "\n" for e in rows),
                                                encoding="utf-8")
     rep = result.report
     if json:
