@@ -307,9 +307,18 @@ class Registry:
             )
         return self._ex(self.db.execute("SELECT * FROM examples WHERE id = ?", (example_id,)).fetchone())
 
+    def rejected_source_ids(self, tenant: str | None = None) -> set[str]:
+        q = "SELECT source_id FROM examples WHERE source_id IS NOT NULL AND status = 'rejected'"
+        args: tuple[Any, ...] = ()
+        if tenant:
+            q += " AND tenant_id = ?"
+            args = (tenant,)
+        return {r[0] for r in self.db.execute(q, args)}
+
     def used_content_keys(self, tenant: str | None = None) -> set[str]:
-        """Content identities of every non-rejected example (as stored, and with its original answer)."""
-        q = "SELECT messages, response, content_sha FROM examples WHERE status != 'rejected'"
+        """Content identities of every example already curated, rejected ones included (as stored,
+        and with its original answer): a re-run does not propose them again."""
+        q = "SELECT messages, response, content_sha FROM examples WHERE 1 = 1"
         args: tuple[Any, ...] = ()
         if tenant:
             q += " AND tenant_id = ?"

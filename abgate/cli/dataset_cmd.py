@@ -63,7 +63,7 @@ def build(
     min_chars: Annotated[int | None, Opt(help="User message and answer longer than this.")] = None,
     max_examples: Annotated[int | None, Opt("--max", help="Keep at most N (best first).")] = None,
     include_used: Annotated[bool, Opt(help="Also take interactions used in earlier datasets (same id or same "
-                                            "content).")] = False,
+                                            "content, rejected ones included).")] = False,
     keep_followup_edits: Annotated[bool, Opt(help="Keep edited answers that had a follow-up (default: drop "
                                                   "every answer with a follow-up, as seed 003's SQL).")] = False,
     near_dup: Annotated[float, Opt(help="Near-duplicate Jaccard threshold (0 disables).")] = 0.8,
@@ -100,7 +100,9 @@ def build(
         drop_followups=not keep_followup_edits)
     with Registry(sd) as reg:
         try:
-            result = bd.build(candidates, opts, reg.used_source_ids(tenant), reg.used_content_keys(tenant))
+            # earlier datasets' interactions, reviewed-and-rejected ones too, are not proposed again
+            used = reg.used_source_ids(tenant) | reg.rejected_source_ids(tenant)
+            result = bd.build(candidates, opts, used, reg.used_content_keys(tenant))
         except ValueError as err:
             raise fail(str(err)) from None
         result.report["skipped_input"] = [s.__dict__ for s in skipped]
