@@ -253,10 +253,11 @@ def validate_lines(
             if sp == main_prompt:
                 continue
             shown = ", ".join(map(str, nos[:20])) + (" ..." if len(nos) > 20 else "")
-            what = "no system prompt" if sp is None else f"a different system prompt ({sp[:40]!r})"
+            what = "no system prompt" if sp is None else f"another system prompt ({sp[:40]!r})"
+            main_what = "no system prompt" if main_prompt is None else "the main one"
             p = Problem(nos[0], "inconsistent_system_prompt",
-                        f"{len(nos)} example(s) have {what} than the {len(prompt_lines[main_prompt])} others "
-                        f"(lines {shown})")
+                        f"{len(nos)} example(s) have {what}, unlike the {len(prompt_lines[main_prompt])} with "
+                        f"{main_what} (lines {shown})")
             (rep.warnings if allow_mixed_system_prompts else rep.errors).append(p)
     near = _near_duplicates(rep.rows, near_dup_threshold) if near_dup_threshold else []
     for a, b, sim in near:

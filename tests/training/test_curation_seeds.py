@@ -188,3 +188,15 @@ def test_review_screen_shows_its_keys(tmp_path: Path) -> None:
     ds = _build(state, _calls(tmp_path / "calls.jsonl"))
     r = run(app, ["dataset", "review", ds, "--state-dir", str(state)], input="q\n", env={"COLUMNS": "200"})
     assert "keys: [a]ccept [e]dit [r]eject [s]kip [q]uit" in r.output, r.output
+
+
+def test_mixed_system_prompt_message_reads_correctly() -> None:
+    from training.validate import validate_lines
+
+    rows = [{"messages": [SYS, {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(10)]
+    rows += [{"messages": [{"role": "user", "content": f"x{i}"}, {"role": "assistant", "content": f"y{i}"}]}
+             for i in range(2)]
+    rep = validate_lines([json.dumps(r) for r in rows], min_examples=1, near_dup_threshold=None)
+    (p,) = [p for p in rep.errors if p.code == "inconsistent_system_prompt"]
+    assert p.message == "2 example(s) have no system prompt, unlike the 10 with the main one (lines 11, 12)"
