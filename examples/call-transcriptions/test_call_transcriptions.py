@@ -39,8 +39,22 @@ def abgate(*args: str) -> Result:
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(HERE / name), *args], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    """`python examples/call-transcriptions/NAME ARGS` in-process (its main(argv)); output captured."""
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = mod.main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def lines(path: Path) -> list[dict]:
