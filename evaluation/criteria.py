@@ -77,6 +77,10 @@ class Criteria(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     baseline: str | None = None
     candidate: str | None = None
     min_examples: int = 0
+    # offline stage: how success criteria and floors are judged. "ci" (default): the whole
+    # confidence interval must clear the threshold. "point": the point estimate must (seed
+    # 001's reading of ">= 10% improvement, >= 85% accuracy"); guardrails stay CI-based.
+    decide_on: Literal["ci", "point"] = "ci"
 
     def family_alpha(self, role: str) -> float:
         """Per-criterion alpha: Bonferroni within the success family and within the
@@ -121,6 +125,8 @@ def validate(raw: Any) -> Criteria:
         raise CriteriaError("expected_units", f"must be >= 2 (total units expected in both arms), got {crit.expected_units}")
     if crit.control == crit.treatment:
         raise CriteriaError("treatment", "control and treatment must be different arms")
+    if crit.decide_on != "ci" and crit.stage != "offline":
+        raise CriteriaError("decide_on", "only the offline stage can decide on point estimates")
     if crit.stage == "offline":
         for name in ("baseline", "candidate"):
             if not getattr(crit, name):

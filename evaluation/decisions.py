@@ -27,18 +27,36 @@ def _g(x: float | None, spec: str = ".4g") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _offline_header(d: Decision) -> list[str]:
+    x = d.extra
+    return [
+        f"- stage: offline; criteria mode: {x.get('criteria_mode', 'ci')} "
+        "(ci = the whole confidence interval must clear each threshold; point = the point estimate must)",
+        f"- baseline run: `{x.get('baseline_run')}` (model `{x.get('baseline_model')}`)",
+        f"- candidate run: `{x.get('candidate_run')}` (model `{x.get('candidate_model')}`)",
+        f"- dataset: `{x.get('dataset')}` sha256 `{x.get('dataset_sha256')}`; "
+        f"{x.get('paired_examples')} paired examples (minimum {x.get('min_examples')})",
+    ]
+
+
 def markdown(d: Decision) -> str:
+    if d.stage == "offline":
+        head = _offline_header(d)
+    else:
+        head = [
+            f"- stage: {d.stage}; experiment: `{d.experiment}`; route: `{d.route}`; phase: {d.phase}; "
+            f"config version: {d.config_version}",
+            f"- control: `{d.control}`; treatment: `{d.treatment}`",
+            f"- data: {d.data_first_ts} .. {d.data_last_ts} ({_g(d.days, '.2f')} days; minimum {d.min_days})",
+            f"- SRM p: {_g(d.srm_p)} (HOLD below {d.srm_threshold})",
+            f"- inference: {d.inference or 'n/a'}" + (f" (look {d.look} at this phase)" if d.look else ""),
+            f"- multiplicity: {d.multiplicity or 'n/a'}",
+            f"- archive: {d.archive_files} files, {d.archive_corrupt_lines} unreadable lines",
+        ]
     lines = [
         f"# Decision {d.decision_id}: **{d.verdict}**",
         "",
-        f"- stage: {d.stage}; experiment: `{d.experiment}`; route: `{d.route}`; phase: {d.phase}; "
-        f"config version: {d.config_version}",
-        f"- control: `{d.control}`; treatment: `{d.treatment}`",
-        f"- data: {d.data_first_ts} .. {d.data_last_ts} ({_g(d.days, '.2f')} days; minimum {d.min_days})",
-        f"- SRM p: {_g(d.srm_p)} (HOLD below {d.srm_threshold})",
-        f"- inference: {d.inference or 'n/a'}" + (f" (look {d.look} at this phase)" if d.look else ""),
-        f"- multiplicity: {d.multiplicity or 'n/a'}",
-        f"- archive: {d.archive_files} files, {d.archive_corrupt_lines} unreadable lines",
+        *head,
         f"- criteria: `{d.criteria_path}` sha256 `{d.criteria_sha256}`",
         f"- decided by {d.decided_by or 'unknown'} at {d.decided_at}",
         "",

@@ -96,6 +96,20 @@ def _find(text: str, table: dict[str, str]) -> str | None:
 
 
 _INTENT_BY_CUE = {cue: intent for intent, cues in INTENT_CUES.items() for cue in cues}
+# Phrasings real users write that the generator never uses (seed 001's own example query is
+# "Busco algo especial para mi madre en su cumpleaños, presupuesto medio"): understood, not generated.
+INTENT_ALIASES: dict[str, str] = {
+    "algo especial": "GIFT", "regalo": "GIFT", "regalar": "GIFT", "sorpresa": "GIFT",
+    "para mí": "PERSONAL_USE", "para casa": "PERSONAL_USE",
+    "empresa": "BUSINESS", "oficina": "BUSINESS", "negocio": "BUSINESS",
+    "comparar": "COMPARISON", "mejor opción": "COMPARISON", " o ": "COMPARISON",
+    "urgente": "URGENT", "hoy mismo": "URGENT", "rápido": "URGENT",
+}
+OCCASION_ALIASES: dict[str, str] = {"cumpleaños": "birthday", "navidad": "christmas", "aniversario": "anniversary",
+                                    "jubilación": "retirement"}
+RECIPIENT_ALIASES: dict[str, str] = {"madre": "mother", "mamá": "mother", "padre": "father", "papá": "father",
+                                     "pareja": "partner", "novia": "partner", "novio": "partner", "hijo": "son",
+                                     "hija": "daughter", "amigo": "friend", "amiga": "friend", "jefe": "boss"}
 _BUDGET_BY_CUE = {cue: tier for tier, cues in BUDGET_CUES.items() for cue in cues}
 
 
@@ -111,6 +125,24 @@ def classify_intent(query: str) -> IntentLabel | None:
         category=_find(text, PRODUCTS) or "unspecified",
         recipient=(_find(text, RECIPIENTS) or "unspecified") if intent == "GIFT" else "self",
         occasion=_find(text, OCCASIONS) or "",
+    )
+
+
+def understand_intent(query: str) -> IntentLabel:
+    """Any query under the intent prompt gets a label (so the answer is always the JSON shape):
+    the generator's cues first, then everyday phrasings, else a personal-use reading."""
+    label = classify_intent(query)
+    if label is not None:
+        return label
+    text = query.lower()
+    intent = _find(text, INTENT_ALIASES) or "PERSONAL_USE"
+    return IntentLabel(
+        intent_type=intent,
+        budget_tier=_find(text, _BUDGET_BY_CUE) or "unspecified",
+        category=_find(text, PRODUCTS) or "unspecified",
+        recipient=(_find(text, RECIPIENTS) or _find(text, RECIPIENT_ALIASES) or "unspecified")
+        if intent == "GIFT" else "self",
+        occasion=_find(text, OCCASIONS) or _find(text, OCCASION_ALIASES) or "",
     )
 
 
@@ -209,9 +241,8 @@ class Task:
 def detect(system_prompt: str, user: str) -> Task:
     """Find the task a prompt carries; generic when nothing in the lexicon matches."""
     if is_intent_task(system_prompt):
-        label = classify_intent(user)
-        if label is not None:
-            return Task("intent", user, label.answer_json(), label=label)
+        label = understand_intent(user)
+        return Task("intent", user, label.answer_json(), label=label)
     low = user.lower()
     m = ANALYST_RE.search(user)
     if m:

@@ -104,6 +104,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE model_versions ADD COLUMN provider TEXT;
     ALTER TABLE model_versions ADD COLUMN serving TEXT;
     """,
+    # 3: the chat-format function tools an example was trained with (JSON list; NULL = none)
+    """
+    ALTER TABLE examples ADD COLUMN tools TEXT
+    """,
 )
 
 
@@ -196,12 +200,13 @@ class Registry:
                 db.execute(
                     "INSERT INTO examples (id, tenant_id, dataset_id, source_id, messages, response, gold, signal,"
                     " category, quality, quality10, confidence, status, validated, validated_by, validated_at, split,"
-                    " content_sha, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " content_sha, created_at, tools) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     ("ex_" + new_event_id()[:16], r.get("tenant_id", tenant), ds_id, r.get("source_id"),
                      _dumps(r["messages"]), r.get("response"), r.get("gold"), r.get("signal"), r.get("category"),
                      r.get("quality"), r.get("quality10"), r.get("confidence"), r.get("status", "pending"),
                      int(bool(r.get("validated"))), r.get("validated_by"), r.get("validated_at"),
-                     r.get("split", "train"), r["content_sha"], now),
+                     r.get("split", "train"), r["content_sha"], now,
+                     _dumps(r["tools"]) if r.get("tools") else None),
                 )
         return ds_id
 
@@ -259,6 +264,7 @@ class Registry:
         d = dict(row)
         d["messages"] = json.loads(d["messages"])
         d["validated"] = bool(d["validated"])
+        d["tools"] = json.loads(d["tools"]) if d.get("tools") else None
         return d
 
     def used_source_ids(self, tenant: str | None = None) -> set[str]:
@@ -294,7 +300,8 @@ class Registry:
         if quality is not None and not 0 <= quality <= 1:
             raise ValueError(f"quality score (0-1) out of range: {quality:g}")
         messages = ex["messages"]
-        if action == "edit":
+        if action == "edit" or (action == "accept" and gold and gold.strip()):
+            # a correction given with `accept` is the gold answer too (it must not be stored and ignored)
             messages = replace_answer(messages, gold or "")
         if quality10 is not None and quality is None:
             quality = quality10 / 10.0
@@ -309,6 +316,58 @@ class Registry:
                  _dumps(messages), gold, category, quality, quality10, content_sha(messages), example_id),
             )
         return self._ex(self.db.execute("SELECT * FROM examples WHERE id = ?", (example_id,)).fetchone())
+
+    def rejected_source_ids(self, tenant: str | None = None) -> set[str]:
+        q = "SELECT source_id FROM examples WHERE source_id IS NOT NULL AND status = 'rejected'"
+        args: tuple[Any, ...] = ()
+        if tenant:
+            q += " AND tenant_id = ?"
+            args = (tenant,)
+        return {r[0] for r in self.db.execute(q, args)}
+
+    def used_content_keys(self, tenant: str | None = None) -> set[str]:
+        """Content identities of every example already curated, rejected ones included (as stored,
+        and with its original answer): a re-run does not propose them again."""
+        q = "SELECT messages, response, content_sha FROM examples WHERE 1 = 1"
+        args: tuple[Any, ...] = ()
+        if tenant:
+            q += " AND tenant_id = ?"
+            args = (tenant,)
+        out: set[str] = set()
+        for messages, response, sha in self.db.execute(q, args):
+            out.add(sha)
+            if response is not None:
+                out.add(content_sha(replace_answer(json.loads(messages), response)))
+        return out
+
+    def examples_by_content(self, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """content_sha -> the newest example with that content (to look up an exported file's lines)."""
+        want = set(shas)
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.db.execute("SELECT * FROM examples ORDER BY rowid"):
+            if row["content_sha"] in want:
+                out[row["content_sha"]] = self._ex(row)
+        return out
+
+    def validate_at_or_above(self, dataset_id: str, min_quality: float, *, reviewer: str) -> int:
+        """Seed 004's `UPDATE ... SET validated = true WHERE quality_score >= X` (0-1 scale), pending
+        and accepted examples only; returns how many were newly validated."""
+        self.dataset(dataset_id)
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE examples SET status = 'accepted', validated = 1, validated_by = ?, validated_at = ?"
+                " WHERE dataset_id = ? AND validated = 0 AND status != 'rejected' AND quality IS NOT NULL"
+                " AND quality >= ?", (reviewer, now_rfc3339(), dataset_id, min_quality))
+            return int(cur.rowcount)
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        """Delete a dataset and its examples (training runs and model versions keep its id); returns the
+        number of examples deleted. Its interactions become candidates for later builds again."""
+        self.dataset(dataset_id)
+        with self.tx() as db:
+            n = db.execute("DELETE FROM examples WHERE dataset_id = ?", (dataset_id,)).rowcount
+            db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
+        return int(n)
 
     # -- training runs -----------------------------------------------------------------------
 

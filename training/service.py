@@ -37,7 +37,7 @@ def export_lines(
         if e["content_sha"] in seen:
             continue
         seen.add(e["content_sha"])
-        out.append(bd.to_openai_line(e["messages"]))
+        out.append(bd.to_openai_line(e["messages"], e.get("tools")))
     return out
 
 

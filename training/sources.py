@@ -19,12 +19,14 @@ import duckdb
 
 from evaluation import archive_sql
 from gateway.archive import glob_pattern
+from training import conversations as conv
 
 _COLUMNS = {
     "event_id": "VARCHAR", "kind": "VARCHAR", "ts": "VARCHAR", "tenant": "VARCHAR", "route": "VARCHAR",
     "arm": "VARCHAR", "model": "VARCHAR", "interaction_id": "VARCHAR", "traffic": "VARCHAR", "status": "VARCHAR",
     "messages": "JSON", "response": "VARCHAR", "metric": "VARCHAR", "value": "JSON", "extra": "JSON",
-    "source": "VARCHAR",
+    "source": "VARCHAR", "endpoint": "VARCHAR", "tool_calls": "JSON", "input": "JSON", "instructions": "JSON",
+    "output": "JSON", "tools": "JSON",
 }
 
 
@@ -41,6 +43,9 @@ class Candidate:
     arm: str | None = None
     model: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # file metadata (category, quality, confidence, ...)
+    # the whole assistant message when it is more than text (tool calls); `response` keeps its text
+    answer: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None  # chat-format function tools the request offered
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple
         con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM {archive_sql.source_sql(state_dir, _COLUMNS)}")
         skipped = [Skipped(f"{r[0]}", f"{r[1]} unreadable archive line(s)") for r in con.execute(
             "SELECT filename, count(*) FROM ev WHERE kind IS NULL GROUP BY filename ORDER BY filename").fetchall()]
-        where, args = ["kind = 'interaction'", "status = 'ok'", "response IS NOT NULL", "response <> ''"], []
+        where, args = ["kind = 'interaction'", "status = 'ok'",
+                       "((response IS NOT NULL AND response <> '') OR tool_calls IS NOT NULL OR output IS NOT NULL)"], []
         if not flt.include_eval:
             where.append("coalesce(traffic, 'live') = 'live'")
         for col, val in (("route", flt.route), ("tenant", flt.tenant), ("arm", flt.arm), ("model", flt.model)):
@@ -83,7 +89,8 @@ def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple
             where.append("ts < ?")
             args.append(flt.until + "T99")  # inclusive of the whole day (RFC 3339 sorts as text)
         rows = con.execute(
-            "SELECT interaction_id, tenant, ts, route, arm, model, messages, response FROM ev WHERE "
+            "SELECT interaction_id, tenant, ts, route, arm, model, messages, response, endpoint, tool_calls, input,"
+            " instructions, output, tools FROM ev WHERE "
             + " AND ".join(where) + " ORDER BY ts, interaction_id", args).fetchall()
         fb = con.execute(archive_sql.latest_feedback_sql("ev", ("value", "ts", "source", "extra"))).fetchall()
     finally:
@@ -96,19 +103,37 @@ def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple
         )
     out: list[Candidate] = []
     seen: set[str] = set()
-    for iid, tenant, ts, route, arm, model, messages, response in rows:
+    for iid, tenant, ts, route, arm, model, messages, response, endpoint, calls, inp, instr, output, tools in rows:
         if iid is None or iid in seen:  # a replayed duplicate line is one interaction
             continue
         seen.add(iid)
-        msgs = json.loads(messages) if messages else []
-        if not isinstance(msgs, list):
-            skipped.append(Skipped(iid, "interaction messages are not a list (capture off?)"))
-            continue
+        answer: dict[str, Any] | None = None
+        if endpoint == "responses":
+            msgs: Any = conv.input_messages(_j(inp), _j(instr))
+            answer = conv.output_message(_j(output))
+            if answer is None and response:
+                answer = {"role": "assistant", "content": response}
+            if answer is None or not msgs:
+                skipped.append(Skipped(iid, "Responses interaction without input or output items (capture off?)"))
+                continue
+        else:
+            msgs = json.loads(messages) if messages else []
+            if not isinstance(msgs, list):
+                skipped.append(Skipped(iid, "interaction messages are not a list (capture off?)"))
+                continue
+            if _j(calls):
+                answer = conv.assistant_message(response, _j(calls))
         f = feedback.get(iid, {})
         out.append(Candidate(
-            source_id=iid, tenant=tenant or "default", messages=msgs, response=response, ts=ts, route=route, arm=arm,
-            model=model, feedback={k: v[0] for k, v in f.items()}, feedback_meta={k: v[1] for k, v in f.items()}))
+            source_id=iid, tenant=tenant or "default", messages=msgs,
+            response=response or (answer or {}).get("content") or "", ts=ts, route=route, arm=arm, model=model,
+            feedback={k: v[0] for k, v in f.items()}, feedback_meta={k: v[1] for k, v in f.items()},
+            answer=answer if answer and answer.get("tool_calls") else None, tools=conv.chat_tools(_j(tools))))
     return out, skipped
+
+
+def _j(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str) else v
 
 
 _USER_KEYS = ("user_message", "user", "input", "prompt", "question")
@@ -117,7 +142,8 @@ _GOLD_KEYS = ("gold", "edited_response", "user_edited_response", "gold_answer")
 
 
 def _candidate_from_row(row: dict[str, Any], where: str, default_tenant: str) -> Candidate:
-    fields = {k: v for k, v in row.items() if k not in ("messages",)}
+    fields = {k: v for k, v in row.items() if k not in ("messages", "tools")}
+    answer_msg: dict[str, Any] | None = None
     tenant = str(row.get("tenant_id") or row.get("tenant") or default_tenant)
     source_id = str(row.get("source_id") or row.get("interaction_id") or row.get("id") or where)
     if "messages" in row:
@@ -128,7 +154,10 @@ def _candidate_from_row(row: dict[str, Any], where: str, default_tenant: str) ->
         if last is None:
             raise ValueError("no assistant message")
         answer = msgs[last].get("content")
-        if not isinstance(answer, str):
+        if msgs[last].get("tool_calls"):
+            answer_msg = conv.assistant_message(answer if isinstance(answer, str) else None, msgs[last]["tool_calls"])
+            answer = answer if isinstance(answer, str) else ""
+        elif not isinstance(answer, str):
             raise ValueError("the last assistant message has no text content")
         prefix = msgs[:last]
     else:
@@ -153,7 +182,8 @@ def _candidate_from_row(row: dict[str, Any], where: str, default_tenant: str) ->
     if isinstance(review, dict):
         fb["review"] = review
     return Candidate(source_id=source_id, tenant=tenant, messages=prefix, response=answer, feedback=fb,
-                     ts=row.get("created_at") or row.get("ts"), fields=fields)
+                     ts=row.get("created_at") or row.get("ts"), fields=fields, answer=answer_msg,
+                     tools=conv.chat_tools(row.get("tools")))
 
 
 def _coerce(v: Any) -> Any:

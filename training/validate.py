@@ -84,7 +84,7 @@ def _check_content(m: dict[str, Any]) -> bool:
     if isinstance(content, list):  # content parts
         return bool(content) and all(isinstance(p, dict) and "type" in p for p in content)
     # an assistant turn may carry only a tool/function call
-    return content is None and m.get("role") == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
+    return content in (None, "") and m.get("role") == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
 
 
 def check_example(obj: Any, line: int) -> list[Problem]:
@@ -121,6 +121,72 @@ def check_example(obj: Any, line: int) -> list[Problem]:
                 out.append(Problem(line, "invalid_weight", f"{at} `weight` must be 0 or 1, got {m['weight']!r}"))
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         out.append(Problem(line, "example_missing_assistant_message", "no assistant message to learn from"))
+    out.extend(check_tools(obj, line))
+    return out
+
+
+def _tool_names(tools: Any, line: int, out: list[Problem]) -> set[str] | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not tools:
+        out.append(Problem(line, "invalid_tools", "`tools` must be a non-empty list of function definitions"))
+        return None
+    names: set[str] = set()
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict) \
+                or not isinstance(fn.get("name"), str) or not fn["name"]:
+            out.append(Problem(line, "invalid_tools", f"tools[{i}] must be {{\"type\": \"function\", "
+                                                      f"\"function\": {{\"name\": ..., \"parameters\": {{...}}}}}}"))
+            continue
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            out.append(Problem(line, "invalid_tools", f"tools[{i}].function.parameters must be a JSON schema object"))
+        names.add(fn["name"])
+    return names
+
+
+def check_tools(obj: dict[str, Any], line: int) -> list[Problem]:
+    """Tool-call examples: well-formed `tools`, `tool_calls` (id, type function, name, JSON arguments),
+    every call to a declared tool, every tool message answering an earlier call."""
+    out: list[Problem] = []
+    names = _tool_names(obj.get("tools"), line, out)
+    calls: set[str] = set()
+    for i, m in enumerate(obj.get("messages") or []):
+        if not isinstance(m, dict):
+            continue
+        at = f"messages[{i}]"
+        tcs = m.get("tool_calls")
+        if tcs is not None:
+            if m.get("role") != "assistant" or not isinstance(tcs, list) or not tcs:
+                out.append(Problem(line, "invalid_tool_call", f"{at}.tool_calls must be a non-empty list on an "
+                                                              "assistant message"))
+                continue
+            for j, tc in enumerate(tcs):
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                where = f"{at}.tool_calls[{j}]"
+                if not isinstance(tc, dict) or not isinstance(tc.get("id"), str) or not tc["id"] \
+                        or tc.get("type") != "function" or not isinstance(fn, dict) \
+                        or not isinstance(fn.get("name"), str) or not fn["name"]:
+                    out.append(Problem(line, "invalid_tool_call",
+                                       f"{where} needs an id, type \"function\" and function.name"))
+                    continue
+                args = fn.get("arguments")
+                try:
+                    if not isinstance(args, str):
+                        raise ValueError
+                    json.loads(args)
+                except ValueError:
+                    out.append(Problem(line, "invalid_tool_call", f"{where}.function.arguments must be a JSON "
+                                                                  "string, e.g. \"{\\\"id\\\": 7}\""))
+                if names and fn["name"] not in names:
+                    out.append(Problem(line, "unknown_tool", f"{where} calls {fn['name']!r}, which `tools` does "
+                                                             f"not define ({', '.join(sorted(names)) or 'none'})"))
+                calls.add(tc["id"])
+        if m.get("role") == "tool":
+            tid = m.get("tool_call_id")
+            if not isinstance(tid, str) or tid not in calls:
+                out.append(Problem(line, "orphan_tool_message", f"{at} answers tool_call_id {tid!r}, which no "
+                                                                "earlier assistant tool call has"))
     return out
 
 
@@ -187,10 +253,11 @@ def validate_lines(
             if sp == main_prompt:
                 continue
             shown = ", ".join(map(str, nos[:20])) + (" ..." if len(nos) > 20 else "")
-            what = "no system prompt" if sp is None else f"a different system prompt ({sp[:40]!r})"
+            what = "no system prompt" if sp is None else f"another system prompt ({sp[:40]!r})"
+            main_what = "no system prompt" if main_prompt is None else "the main one"
             p = Problem(nos[0], "inconsistent_system_prompt",
-                        f"{len(nos)} example(s) have {what} than the {len(prompt_lines[main_prompt])} others "
-                        f"(lines {shown})")
+                        f"{len(nos)} example(s) have {what}, unlike the {len(prompt_lines[main_prompt])} with "
+                        f"{main_what} (lines {shown})")
             (rep.warnings if allow_mixed_system_prompts else rep.errors).append(p)
     near = _near_duplicates(rep.rows, near_dup_threshold) if near_dup_threshold else []
     for a, b, sim in near:
@@ -217,8 +284,44 @@ def example_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+REVIEW_WINDOW_DAYS = 14
+
+
+def with_registry(rep: Report, known: dict[str, dict[str, Any]], *, now: str, where: str) -> Report:
+    """Redo the checklist with what the registry knows about the file's lines (matched by content):
+    review dates ("reviewed in the past 2 weeks") and categories (an exported file carries neither).
+    `known`: content_sha -> example; `now`: RFC 3339; `where`: the registry, for the hint."""
+    from datetime import datetime, timedelta
+
+    from training.registry import content_sha
+
+    matched = [known[s] for s in (content_sha(r["messages"]) for r in rep.rows) if s in known]
+    if not matched:
+        rep.checklist = checklist(rep, _near_from(rep), review_hint=(
+            f"no line of this file is in the registry at {where}: export it with `abgate dataset export`, "
+            "or pass the registry's --state-dir"))
+        return rep
+    cut = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(days=REVIEW_WINDOW_DAYS)).isoformat()
+    dates = [e["validated_at"] for e in matched if e["validated_at"]]
+    recent = [d for d in dates if d.replace("Z", "+00:00") >= cut]
+    n = len(rep.rows)
+    detail = (f"{len(recent)} of {n} reviewed in the past {REVIEW_WINDOW_DAYS} days"
+              + (f" (oldest review {min(dates)[:10]})" if dates else "")
+              + (f"; {n - len(matched)} line(s) not in the registry" if len(matched) < n else ""))
+    cats = Counter(str(e["category"]) for e in matched if e["category"])
+    rep.checklist = checklist(rep, _near_from(rep), reviewed_recent=len(recent) == n, review_detail=detail,
+                              categories=cats or None)
+    return rep
+
+
+def _near_from(rep: Report) -> list[tuple[int, int, float]]:
+    return [(0, p.line or 0, 0.0) for p in rep.warnings if p.code == "near_duplicate"]
+
+
 def checklist(rep: Report, near: list[tuple[int, int, float]], *, reviewed_recent: bool | None = None,
-              categories: Counter[str] | None = None) -> list[CheckItem]:
+              categories: Counter[str] | None = None, review_detail: str = "",
+              review_hint: str = "run `abgate dataset validate` where the registry is (--state-dir) on a file "
+                                 "from `abgate dataset export`") -> list[CheckItem]:
     """Seed 003's pre-training checklist, from what the file (and optionally the registry) tells."""
     n = rep.examples
     items = [
@@ -226,7 +329,7 @@ def checklist(rep: Report, near: list[tuple[int, int, float]], *, reviewed_recen
                   "pass" if n >= 100 else "warn" if n >= 50 else "fail", f"{n} examples"),
         CheckItem("examples reviewed in the past 2 weeks",
                   "unknown" if reviewed_recent is None else "pass" if reviewed_recent else "warn",
-                  "needs --dataset to check review dates" if reviewed_recent is None else ""),
+                  review_hint if reviewed_recent is None else review_detail),
     ]
     dups = sum(1 for p in rep.warnings if p.code == "duplicate")
     items.append(CheckItem("no duplicate or near-duplicate examples", "pass" if not dups and not near else "warn",

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from gateway.config_store import ConfigStore, FileConfigStore
 from gateway.state import resolve_state_dir
@@ -53,3 +54,18 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     """Print an error and return the Exit to raise: `raise fail("...")`."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
+
+
+ID_COLUMNS = frozenset({"id", "run", "job", "model", "result model", "model id", "dataset", "decision", "base model"})
+
+
+def table(*headers: str, title: str | None = None, ids: frozenset[str] | set[str] = ID_COLUMNS) -> Table:
+    """A rich Table whose id-like columns are never cut: they stay on one line when the terminal
+    allows, and fold onto the next line instead of ending in an ellipsis when it does not."""
+    t = Table(title=title)
+    for h in headers:
+        if h.lower() in ids or h.lower().endswith((" id", " model")):
+            t.add_column(h, no_wrap=True, overflow="fold")
+        else:
+            t.add_column(h)
+    return t

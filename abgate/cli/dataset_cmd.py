@@ -1,4 +1,4 @@
-"""`abgate dataset build|review|validate|stats|export|triggers|list`."""
+"""`abgate dataset build|list|examples|review|mark-validated|delete|validate|stats|export|triggers`."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from rich.markup import escape
 from rich.prompt import Prompt
 from rich.table import Table
 
-from abgate.cli.common import JsonOut, StateDir, console, fail, print_json, state_dir
+from abgate.cli.common import JsonOut, StateDir, console, fail, print_json, state_dir, table
 from gateway.config_store import FileConfigStore
+from gateway.events import now_rfc3339
 from training import build as bd
 from training import tokens as tk
 from training import triggers as trg
 from training.registry import Registry
 from training.service import export_lines
 from training.sources import ArchiveFilter, Candidate, Skipped, from_archive, from_file
-from training.validate import structured_fields, validate_file
+from training.validate import structured_fields, validate_file, with_registry
 
 app = typer.Typer(help="Build, review, validate, inspect and export fine-tuning datasets.", no_args_is_help=True)
 
@@ -44,6 +45,7 @@ def _parse_split(text: str) -> dict[str, float]:
 @app.command()
 def build(
     name: Annotated[str, Opt(help="Dataset name.")] = "dataset",
+    description: Annotated[str, Opt(help="What the dataset is for (shown by `dataset list`).")] = "",
     from_files: Annotated[list[Path] | None, Opt("--from-file", help="JSONL/CSV input (repeatable); default: archive.")] = None,
     since: Annotated[str | None, Opt(help="Archive: first day YYYY-MM-DD.")] = None,
     until: Annotated[str | None, Opt(help="Archive: last day YYYY-MM-DD.")] = None,
@@ -60,7 +62,10 @@ def build(
     min_confidence: Annotated[float | None, Opt(help="Minimum confidence (0-1).")] = None,
     min_chars: Annotated[int | None, Opt(help="User message and answer longer than this.")] = None,
     max_examples: Annotated[int | None, Opt("--max", help="Keep at most N (best first).")] = None,
-    include_used: Annotated[bool, Opt(help="Also take interactions used in earlier datasets.")] = False,
+    include_used: Annotated[bool, Opt(help="Also take interactions used in earlier datasets (same id or same "
+                                            "content, rejected ones included).")] = False,
+    keep_followup_edits: Annotated[bool, Opt(help="Keep edited answers that had a follow-up (default: drop "
+                                                  "every answer with a follow-up, as seed 003's SQL).")] = False,
     near_dup: Annotated[float, Opt(help="Near-duplicate Jaccard threshold (0 disables).")] = 0.8,
     split: Annotated[str, Opt(help="train,validation,heldout fractions.")] = "0.8,0.1,0.1",
     seed: Annotated[str, Opt(help="Split seed.")] = "abgate",
@@ -91,23 +96,27 @@ def build(
         min_signal=min_signal or ("no_followup" if from_files else "thumbs_up"), min_quality10=min_quality,
         min_quality=min_quality_score, rubric_min=rubric_min, approved_only=approved_only,
         min_confidence=min_confidence, min_chars=min_chars, max_examples=max_examples, tenant=tenant,
-        skip_used=not include_used, dedup_threshold=near_dup or None, fractions=_parse_split(split), seed=seed)
+        skip_used=not include_used, dedup_threshold=near_dup or None, fractions=_parse_split(split), seed=seed,
+        drop_followups=not keep_followup_edits)
     with Registry(sd) as reg:
         try:
-            result = bd.build(candidates, opts, reg.used_source_ids(tenant))
+            # earlier datasets' interactions, reviewed-and-rejected ones too, are not proposed again
+            used = reg.used_source_ids(tenant) | reg.rejected_source_ids(tenant)
+            result = bd.build(candidates, opts, used, reg.used_content_keys(tenant))
         except ValueError as err:
             raise fail(str(err)) from None
         result.report["skipped_input"] = [s.__dict__ for s in skipped]
         ds_id = None
         if result.examples:
             ds_id = reg.create_dataset(tenant=tenant or _one_tenant(result.examples), name=name, source=source,
+                                       description=description,
                                        examples=result.examples, params=result.report["options"],
                                        report=result.report, system_prompt_sha=bd.prompt_sha(result.examples))
     if out is not None and result.examples:
         out.mkdir(parents=True, exist_ok=True)
         for part in ("train", "validation", "heldout"):
             rows = [e for e in result.examples if e["split"] == part]
-            (out / f"{part}.jsonl").write_text("".join(bd.to_openai_line(e["messages"]) + "\n" for e in rows),
+            (out / f"{part}.jsonl").write_text("".join(bd.to_openai_line(e["messages"], e.get("tools")) + "\n" for e in rows),
                                                encoding="utf-8")
     rep = result.report
     if json:
@@ -134,6 +143,10 @@ def build(
     console.print(c)
     console.print("splits: " + ", ".join(f"{k}={v}" for k, v in rep["splits"].items())
                   + " | signals: " + ", ".join(f"{k}={v}" for k, v in rep["signals"].items()))
+    r = Table("data requirement (seed 002)", "status", "detail", title="Data requirements")
+    for item in rep["data_requirements"]:
+        r.add_row(item["name"], item["status"], item["detail"])
+    console.print(r)
     if not ds_id:
         raise fail("no example passed the filters; nothing stored")
 
@@ -151,10 +164,96 @@ def list_(tenant: Annotated[str | None, Opt()] = None, state: StateDir = None, j
     if json:
         print_json(rows)
         return
-    t = Table("id", "tenant", "name", "examples", "source", "created")
+    t = table("id", "tenant", "name", "examples", "description", "source", "created")
     for d in rows:
-        t.add_row(d["id"], d["tenant_id"], d["name"], str(d["example_count"]), d["source"][:40], d["created_at"])
+        t.add_row(d["id"], d["tenant_id"], d["name"], str(d["example_count"]), d["description"], d["source"][:40],
+                  d["created_at"])
     console.print(t)
+
+
+def _dataset_or_fail(reg: Registry, dataset_id: str) -> dict[str, Any]:
+    try:
+        return reg.dataset(dataset_id)
+    except KeyError as err:
+        raise fail(str(err.args[0])) from None
+
+
+@app.command()
+def examples(
+    dataset_id: str,
+    status: Annotated[str | None, Opt(help="Only pending | accepted | rejected.")] = None,
+    validated_only: Annotated[bool, Opt(help="Only validated examples.")] = False,
+    limit: Annotated[int | None, Opt(min=1, help="At most N rows.")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """A dataset's examples, best quality score first: seed 004's review query
+    (user message, assistant response, quality_score, validated)."""
+    with Registry(state_dir(state)) as reg:
+        _dataset_or_fail(reg, dataset_id)
+        rows = reg.examples(dataset_id=dataset_id, status=(status,) if status else None, validated_only=validated_only)
+    rows.sort(key=lambda e: (e["quality"] is None, -(e["quality"] or 0.0)))  # ORDER BY quality_score DESC
+    rows = rows[:limit] if limit else rows
+    out = [{"id": e["id"], "source_id": e["source_id"], "user_message": _last(e["messages"], "user"),
+            "assistant_response": _last(e["messages"], "assistant"), "quality_score": e["quality"],
+            "quality": e["quality10"], "confidence": e["confidence"], "category": e["category"],
+            "status": e["status"], "validated": e["validated"], "validated_by": e["validated_by"],
+            "validated_at": e["validated_at"], "split": e["split"]} for e in rows]
+    if json:
+        print_json(out)
+        return
+    t = table("id", "user message", "assistant response", "quality_score", "validated", "status", "category",
+              title=f"{dataset_id}: {len(out)} example(s), best first")
+    for e in out:
+        t.add_row(e["id"], escape(_short(e["user_message"])), escape(_short(e["assistant_response"])),
+                  "—" if e["quality_score"] is None else f"{e['quality_score']:.2f}",
+                  "yes" if e["validated"] else "no", e["status"], str(e["category"]))
+    console.print(t)
+
+
+def _last(messages: list[dict[str, Any]], role: str) -> str:
+    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == role), "")
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@app.command("mark-validated")
+def mark_validated(
+    dataset_id: str,
+    min_quality_score: Annotated[float, Opt(min=0.0, max=1.0, help="Validate every example at or above this "
+                                                                   "quality score (0-1 scale).")],
+    reviewer: Annotated[str | None, Opt(help="Recorded as validated_by (default: OS user).")] = None,
+    state: StateDir = None,
+    json: JsonOut = False,
+) -> None:
+    """Seed 004's `UPDATE ... SET validated = true WHERE quality_score >= X` (rejected examples stay rejected)."""
+    who = reviewer or getpass.getuser()
+    with Registry(state_dir(state)) as reg:
+        _dataset_or_fail(reg, dataset_id)
+        n = reg.validate_at_or_above(dataset_id, min_quality_score, reviewer=who)
+        total = len(reg.examples(dataset_id=dataset_id, validated_only=True))
+    if json:
+        print_json({"dataset_id": dataset_id, "newly_validated": n, "validated": total})
+        return
+    console.print(f"validated {n} example(s) with quality_score >= {min_quality_score:g} as {who}; "
+                  f"{total} validated in {dataset_id}", highlight=False)
+
+
+@app.command()
+def delete(
+    dataset_id: str,
+    yes: Annotated[bool, Opt("--yes", help="Do not ask for confirmation.")] = False,
+    state: StateDir = None,
+) -> None:
+    """Delete a dataset and its examples; its interactions can be curated again."""
+    with Registry(state_dir(state)) as reg:
+        d = _dataset_or_fail(reg, dataset_id)
+        if not yes and not typer.confirm(f"delete dataset {dataset_id} ({d['name']}, {d['example_count']} examples)?"):
+            raise fail("not deleted")
+        n = reg.delete_dataset(dataset_id)
+    console.print(f"deleted dataset {dataset_id} and {n} example(s)", highlight=False)
 
 
 @app.command()
@@ -178,7 +277,8 @@ def review(
             _apply_decisions(reg, exs, decisions, who)
             return
         todo = [e for e in exs if all_ or e["status"] == "pending"]
-        console.print(f"{len(todo)} example(s) to review; keys: [a]ccept [e]dit [r]eject [s]kip [q]uit")
+        console.print(escape(f"{len(todo)} example(s) to review; keys: [a]ccept [e]dit [r]eject [s]kip [q]uit"),
+                      highlight=False)
         done = 0
         for i, e in enumerate(todo, 1):
             console.rule(f"{i}/{len(todo)} {e['id']} ({e['signal']}, {e['category']})")
@@ -293,6 +393,15 @@ def validate(
     """Check FILE against OpenAI's chat fine-tuning rules; every problem with its line number."""
     rep = validate_file(file, model=model, min_examples=min_examples,
                         allow_mixed_system_prompts=allow_mixed_system_prompts, config=_config(state))
+    sd = state_dir(state)
+    if rep.rows:
+        from training.registry import content_sha, registry_path
+
+        known: dict[str, Any] = {}
+        if registry_path(sd).exists():
+            with Registry(sd) as reg:
+                known = reg.examples_by_content(content_sha(r["messages"]) for r in rep.rows)
+        with_registry(rep, known, now=now_rfc3339(), where=str(sd))
     if json:
         print_json(rep.to_dict())
     else:
@@ -300,7 +409,7 @@ def validate(
             console.print(f"[red]error[/] {escape(f'{file}:{p}')}", highlight=False, soft_wrap=True)
         for p in rep.warnings:
             console.print(f"[yellow]warning[/] {escape(f'{file}:{p}')}", highlight=False, soft_wrap=True)
-        t = Table("pre-training checklist (seed 003)", "status", "detail")
+        t = Table("pre-training checklist", "status", "detail")
         colors = {"pass": "green", "warn": "yellow", "fail": "red", "unknown": "dim"}
         for c in rep.checklist:
             t.add_row(c.name, f"[{colors[c.status]}]{c.status}[/]", c.detail)
@@ -365,19 +474,29 @@ def export(
     out: Annotated[Path | None, Opt(help="Output file (default stdout).")] = None,
     split: Annotated[str | None, Opt(help="train | validation | heldout.")] = None,
     min_quality: Annotated[float | None, Opt(help="Minimum quality 1-10.")] = None,
-    validated_only: Annotated[bool, Opt(help="Only reviewed/validated examples.")] = False,
+    validated_only: Annotated[bool, Opt(help="Only reviewed/validated examples (the default).")] = True,
+    include_unreviewed: Annotated[bool, Opt(help="Also export examples nobody has reviewed yet.")] = False,
     tenant: Annotated[str | None, Opt()] = None,
     state: StateDir = None,
 ) -> None:
-    """Write OpenAI chat fine-tuning JSONL (UTF-8, one object a line)."""
+    """Write OpenAI chat fine-tuning JSONL (UTF-8, one object a line); validated examples only unless
+    --include-unreviewed. Exits 1 with a reason when nothing matches."""
+    only_validated = validated_only and not include_unreviewed
     with Registry(state_dir(state)) as reg:
         if dataset_id:
-            try:
-                reg.dataset(dataset_id)
-            except KeyError as err:
-                raise fail(str(err.args[0])) from None
+            d = _dataset_or_fail(reg, dataset_id)
+            if tenant and d["tenant_id"] != tenant:
+                raise fail(f"dataset {dataset_id} belongs to tenant {d['tenant_id']!r}, not {tenant!r}; "
+                           "nothing exported")
         lines = export_lines(reg, dataset_id=dataset_id, tenant=tenant, split=split, min_quality10=min_quality,
-                             validated_only=validated_only)
+                             validated_only=only_validated)
+        if not lines:
+            pending = len(reg.examples(dataset_id=dataset_id, tenant=tenant, split=split, status=("pending",)))
+            why = (f"; {pending} unreviewed example(s) left out (review them, `dataset mark-validated`, or pass "
+                   "--include-unreviewed)") if pending and only_validated else ""
+            where = f"dataset {dataset_id}" if dataset_id else f"tenant {tenant!r}" if tenant else "the registry"
+            raise fail(f"no example to export from {where}" + (f" (split {split})" if split else "")
+                       + (f" with quality >= {min_quality:g}" if min_quality is not None else "") + why)
     text = "".join(line + "\n" for line in lines)
     if out is None:
         typer.echo(text, nl=False)
@@ -395,7 +514,8 @@ def triggers(
     state: StateDir = None,
     json: JsonOut = False,
 ) -> None:
-    """Retrain triggers: new quality examples, rising error rates per category, system prompt change."""
+    """Retrain triggers: new quality examples and interactions, rising error rates per category, system prompt
+    change (also before the new prompt is the majority), new question categories."""
     sd = state_dir(state)
     with Registry(sd) as reg:
         result = trg.evaluate(sd, reg, tenant=tenant, route=route, min_new_examples=min_new, window_days=window_days)

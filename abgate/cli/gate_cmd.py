@@ -24,6 +24,11 @@ def _g(x: float | None, spec: str = ".4g") -> str:
 
 
 def print_decision(d: gate.Decision, record: Path) -> None:
+    if d.stage == "offline":  # runs and criteria, not experiment / phase / config version / SRM
+        from abgate.cli.eval_cmd import print_decision as print_offline
+
+        print_offline(d, record)
+        return
     console.print(f"[{_STYLE[d.verdict]}]{d.verdict}[/]  decision {d.decision_id}  "
                   f"({d.stage}; experiment {d.experiment}; phase {d.phase}; config v{d.config_version})",
                   highlight=False)

@@ -65,16 +65,50 @@ class Demo:
         shown = ["abgate", *args[3:]] if args[:3] == [sys.executable, "-m", "abgate"] else ["python", *args[1:]]
         self.console.print(f"[bold cyan]$[/] {shlex.join(shown)}", highlight=False, soft_wrap=True)
 
+    # Every `abgate` step runs in this process, exactly as `abgate ARGS` would (same argv, same
+    # output, same exit code): a fresh `python -m abgate` costs 2-4 s of imports before it does
+    # anything, and the demo runs about 30 of them.
+
+    def _in_process(self, args: list[str]) -> int:
+        import typer.main
+
+        from abgate.cli.main import app
+
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.env())
+        cwd = os.getcwd()
+        os.chdir(self.workdir)
+        try:
+            typer.main.get_command(app).main(args=args, prog_name="abgate")
+            return 0
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(saved)
+
     def abgate(self, *args: str, ok: tuple[int, ...] = (0,)) -> int:
-        return self.run([sys.executable, "-m", "abgate", *args], ok=ok)
+        cmd = [sys.executable, "-m", "abgate", *args]
+        self.show(cmd)
+        code = self._in_process(list(args))
+        if code not in ok:
+            raise DemoFailed(f"`{shlex.join(cmd[2:])}` exited {code} (expected {ok})")
+        return code
 
     def abgate_json(self, *args: str) -> Any:
+        import contextlib
+        import io
+
         cmd = [sys.executable, "-m", "abgate", *args, "--json"]
         self.show(cmd)
-        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, cwd=self.workdir)
-        if res.returncode != 0:
-            raise DemoFailed(f"`{shlex.join(cmd[2:])}` failed ({res.returncode}):\n{res.stdout}{res.stderr}")
-        return json.loads(res.stdout)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = self._in_process([*args, "--json"])
+        if code != 0:
+            raise DemoFailed(f"`{shlex.join(cmd[2:])}` failed ({code}):\n{out.getvalue()}")
+        return json.loads(out.getvalue())
 
     def run(self, cmd: list[str], ok: tuple[int, ...] = (0,)) -> int:
         self.show(cmd)
@@ -149,7 +183,7 @@ class Demo:
         self.step(1, "start the simulator (OpenAI-compatible upstream) and the gateway, control only")
         sim_port, gw_port = _free_port(), _free_port()
         self.sim, self.gateway = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}"
-        self.start([sys.executable, "-m", "simulator", "--port", str(sim_port), "--ft-seconds", "4",
+        self.start([sys.executable, "-m", "simulator", "--port", str(sim_port), "--ft-seconds", "2",
                     "--state-dir", str(self.workdir / "simulator")], "simulator", f"{self.sim}/healthz")
         router = self.workdir / "router.yaml"
         router.write_text((ASSETS / "router.yaml").read_text().replace("SIMULATOR_URL", self.sim))
@@ -219,7 +253,7 @@ class Demo:
                                     "--validation", str(data / "validation.jsonl"), "--suffix", suffix,
                                     "--epochs", "3", "--min-examples", "10")
         job = launched["job_id"]
-        self.abgate("finetune", "wait", job, "--poll", "0.5")
+        self.abgate("finetune", "wait", job, "--poll", "0.3")
         model = self.abgate_json("finetune", "status", job)["job"]["fine_tuned_model"]
         if not model:
             raise DemoFailed(f"job {job} produced no model")

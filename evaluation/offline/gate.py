@@ -7,6 +7,9 @@ Same decision order and per-criterion rules as the online gate (`evaluation.gate
  3. fewer paired examples than `min_examples` -> HOLD;
  4. every success criterion's whole CI beyond its threshold -> GO; one wholly short ->
     NO-GO; otherwise HOLD.
+`decide_on: point` (seed 001's semantics) judges success criteria and floors on the point
+estimate instead (estimate >= threshold -> met, else short); guardrails keep the CI rule.
+Either way each criterion's note and the record's `extra.verdicts` show both readings.
 Lifts are paired: absolute = mean(candidate - base), relative = mean(candidate) /
 mean(base) - 1, both with paired-bootstrap CIs. `min_value` is a floor on the
 candidate's own value (Wilson CI for binary metrics, bootstrap otherwise), reported as
@@ -19,8 +22,19 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from evaluation.criteria import Criteria, Criterion
-from evaluation.gate import ArmRecord, Decision, MetricVerdict, combine, judge_guardrail, judge_success, new_decision_id
+from evaluation.gate import (
+    ArmRecord,
+    Decision,
+    MetricVerdict,
+    MetricVerdictName,
+    combine,
+    judge_guardrail,
+    judge_success,
+    new_decision_id,
+)
 from evaluation.offline import compare as cmp
 from evaluation.offline import runs
 from evaluation.offline.scorers import ERROR, LATENCY, MetricSpec
@@ -43,7 +57,19 @@ def _f(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: float) -> list[MetricVerdict]:
+def _point(direction: str, estimate: float, threshold: float) -> MetricVerdictName:
+    return "met" if (estimate >= threshold if direction == "increase" else estimate <= threshold) else "short"
+
+
+def _both(v: MetricVerdict, ci: MetricVerdictName, point: MetricVerdictName, mode: str, note: str) -> MetricVerdict:
+    """The verdict of the criteria's mode, with the other mode's reading in the note."""
+    chosen, other, other_name = (point, ci, "CI") if mode == "point" else (ci, point, "point estimate")
+    extra = f"{other_name}: {other}"
+    return msgspec.structs.replace(v, verdict=chosen, note=f"{note}; {extra}" if note else extra)
+
+
+def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: float,
+              mode: str = "ci") -> list[MetricVerdict]:
     common = dict(metric=c.metric, role=role, direction=c.direction, effect=c.effect, min_value=c.min_value)
     thr0 = c.min_effect if role == "success" else c.tolerance
     spec = _spec(base, cand, c.metric)
@@ -64,6 +90,8 @@ def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: fl
     verdict, thr = judge(c, eff.estimate, eff.low, eff.high)
     out = [MetricVerdict(**common, **vals, threshold=thr, verdict=verdict, estimate=eff.estimate, low=eff.low,
                          high=eff.high, note=mc.test)]
+    if role == "success" and verdict != "missing":
+        out[0] = _both(out[0], verdict, _point(c.direction, eff.estimate, thr), mode, mc.test)
     if role == "success" and c.min_value is not None:
         lo, hi, est = mc.candidate.low, mc.candidate.high, mc.candidate.mean
         if lo is None or hi is None or est is None:
@@ -73,12 +101,23 @@ def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: fl
         else:
             fv = "met" if hi <= c.min_value else "short" if lo > c.min_value else "inconclusive"
         method = "Wilson" if spec.kind == "binary" else "bootstrap"
-        out.append(MetricVerdict(
+        floor = MetricVerdict(
             metric=c.metric, role=role, direction=c.direction, effect="value", min_value=c.min_value,
             threshold=c.min_value, verdict=fv, estimate=est, low=lo, high=hi, treatment_value=est,
             n_treatment=mc.candidate.n,
-            note=f"floor: candidate {'>=' if c.direction == 'increase' else '<='} {c.min_value:g} ({method} CI)"))
+            note=f"floor: candidate {'>=' if c.direction == 'increase' else '<='} {c.min_value:g} ({method} CI)")
+        if est is not None and fv != "missing":
+            floor = _both(floor, fv, _point(c.direction, est, c.min_value), mode, floor.note)
+        out.append(floor)
     return out
+
+
+def _readings(m: MetricVerdict, mode: str) -> dict[str, object]:
+    """Both readings of one success row, for the record: {metric, effect, point, ci, decided_on}."""
+    other = m.note.rsplit(": ", 1)[-1] if m.verdict != "missing" and ": " in m.note else None
+    point, ci = (m.verdict, other) if mode == "point" else (other, m.verdict)
+    return {"metric": m.metric, "effect": m.effect, "estimate": m.estimate, "low": m.low, "high": m.high,
+            "threshold": m.threshold, "point": point, "ci": ci, "decided_on": mode}
 
 
 def decide(crit: Criteria, state_dir: Path, *, criteria_path: str | None = None, criteria_sha256: str | None = None,
@@ -102,7 +141,7 @@ def decide(crit: Criteria, state_dir: Path, *, criteria_path: str | None = None,
         return Decision(verdict="HOLD", reasons=problems, **base_d)
     base, cand = loaded["baseline"], loaded["candidate"]
     trust = cmp.trust_warnings(base, cand)
-    metrics = [v for c in crit.success for v in _verdicts(base, cand, c, "success", crit.alpha)]
+    metrics = [v for c in crit.success for v in _verdicts(base, cand, c, "success", crit.alpha, crit.decide_on)]
     metrics += [v for c in crit.guardrails for v in _verdicts(base, cand, c, "guardrail", crit.alpha)]
     paired = len({r.id for r in base.results} & {r.id for r in cand.results})
     minimums = [f"{paired} paired examples < min_examples {crit.min_examples}"] if paired < crit.min_examples else []
@@ -117,6 +156,8 @@ def decide(crit: Criteria, state_dir: Path, *, criteria_path: str | None = None,
         data_last_ts=max(base.summary.finished_at, cand.summary.finished_at),
         warnings=[*base.summary.warnings, *cand.summary.warnings],
         extra={
+            "criteria_mode": crit.decide_on,
+            "verdicts": [_readings(m, crit.decide_on) for m in metrics if m.role == "success"],
             "baseline_run": str(base.path), "candidate_run": str(cand.path),
             "baseline_model": base.summary.model, "candidate_model": cand.summary.model,
             "dataset": cand.summary.dataset, "dataset_sha256": cand.summary.dataset_sha256,
@@ -127,3 +168,29 @@ def decide(crit: Criteria, state_dir: Path, *, criteria_path: str | None = None,
                 for r in regressions],
         },
     )
+
+
+def targets(crit: Criteria, base: runs.RunSummary) -> list[str]:
+    """Seed 001's "expected improvements needed": what the candidate must reach, from this baseline."""
+    out = []
+    for c in crit.success:
+        m = base.metrics.get(c.metric)
+        if m is None or m.mean is None:
+            out.append(f"{c.metric}: not in the baseline run")
+            continue
+        up = c.direction == "increase"
+        if c.effect == "relative":
+            need = m.mean * (1 + c.min_effect if up else 1 - c.min_effect)
+            how = f"baseline {m.mean:.4g} x {1 + c.min_effect if up else 1 - c.min_effect:g}"
+        else:
+            need = m.mean + c.min_effect if up else m.mean - c.min_effect
+            how = f"baseline {m.mean:.4g} {'+' if up else '-'} {c.min_effect:g}"
+        parts = [f"{'>' if up and c.min_effect == 0 else '>=' if up else '<='} {need:.4g} ({how})"]
+        if c.min_value is not None:
+            parts.append(f"{'>=' if up else '<='} {c.min_value:g} (absolute floor)")
+            need = max(need, c.min_value) if up else min(need, c.min_value)
+        rule = ("as point estimates" if crit.decide_on == "point"
+                else "with the whole 95% CI there (decide_on: ci)")
+        out.append(f"{c.metric}: candidate needs {' and '.join(parts)} -> at least {need:.4g} {rule}"
+                   if up else f"{c.metric}: candidate needs {' and '.join(parts)} -> at most {need:.4g} {rule}")
+    return out

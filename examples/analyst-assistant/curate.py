@@ -50,6 +50,16 @@ def decide(example: dict) -> dict:
     return decision | {"action": "accept", "quality": 5}
 
 
+def recheck(example: dict) -> dict:
+    """An example already accepted from reviewer feedback: the seed's category, its score kept
+    (1-4 -> reject), or this script's score when the reviewer gave none."""
+    decision = decide(example)
+    q = example.get("quality10")
+    if q is None:
+        return decision
+    return decision | {"action": "reject" if q < 5 else "accept", "quality": q}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dataset_id")
@@ -61,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             reg.dataset(a.dataset_id)
         except KeyError as err:
             p.error(str(err.args[0]))
-        examples = [e for e in reg.examples(dataset_id=a.dataset_id) if e["status"] == "pending"]
-    rows = [decide(e) for e in examples]
+        # pending examples, and those auto-accepted from reviewer feedback: every example goes through
+        # the seed's category table and its "1-4 = do not include" rule
+        examples = [e for e in reg.examples(dataset_id=a.dataset_id) if e["status"] != "rejected"]
+    rows = [decide(e) if e["status"] == "pending" else recheck(e) for e in examples]
     a.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     counts: dict[str, int] = {}
     for r in rows:

@@ -33,6 +33,36 @@ def _run(args: list[str], env: dict[str, str], cwd: Path, code: int | None = 0) 
     return res
 
 
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _cli(env: dict[str, str]):  # noqa: ANN202
+    """`abgate ...` in-process (CliRunner): the CLI's start-up is most of a subprocess run."""
+    from typer.testing import CliRunner
+
+    from abgate.cli.main import app
+
+    def abg(*args: str, code: int | None = 0) -> _Result:
+        r = CliRunner().invoke(app, list(args), env=env)
+        assert code is None or r.exit_code == code, f"{args} -> {r.exit_code}\n{r.stdout}\n{r.stderr}\n{r.exception}"
+        return _Result(r.exit_code, r.stdout, r.stderr)
+
+    return abg
+
+
+def _script(name: str, *args: str) -> None:
+    """An example script's main() in-process (what `python examples/analyst-assistant/<name> ...` runs)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(list(args)) == 0
+
+
 def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
     state, data = tmp_path / "state", tmp_path / "data"
     sim, base = start_simulator(tmp_path, "--ft-seconds", "1.5", "--state-dir", str(tmp_path / "sim"))
@@ -40,7 +70,7 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
     try:
         env = {"ABGATE_HOME": str(state), "OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEY": "sk-simulator",
                "ABGATE_ADMIN_TOKEN": ADMIN}
-        abg = lambda *a, code=0: _run([sys.executable, "-m", "abgate", *a], env, tmp_path, code)  # noqa: E731
+        abg = _cli(env)
         router = tmp_path / "router.yaml"
         router.write_text((HERE / "router.yaml").read_text().replace("https://api.openai.com/v1", f"{base}/v1"))
         gw, url = start_gateway(tmp_path, router, state, env=env)
@@ -61,7 +91,9 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
             fb = httpx.post(f"{url}/v1/feedback", json={"interaction_id": iid, "metric": metric, "value": value},
                             timeout=10)
             assert fb.status_code in (200, 201, 202), fb.text
-        assert httpx.get(f"{url}/admin/export/jsonl", timeout=10).status_code == 401  # admin token required
+        # the seed's curl as written (no header): 401, and the error says which header to send
+        denied = httpx.get(f"{url}/admin/export/jsonl", params={"min_quality": 6}, timeout=10)
+        assert denied.status_code == 401 and "Authorization: Bearer" in denied.json()["error"]["message"]
 
         # Phase 2: weekly curation over the last 7 days
         since = (datetime.now(UTC) - timedelta(days=6)).strftime("%Y-%m-%d")
@@ -70,13 +102,27 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         ds = built["dataset_id"]
         assert built["signals"].get("edited", 0) > 0 and built["examples"] >= 50
         decisions = tmp_path / "decisions.jsonl"
-        _run([sys.executable, str(HERE / "curate.py"), ds, "--out", str(decisions), "--state-dir", str(state)],
-             env, tmp_path)
+        _script("curate.py", ds, "--out", str(decisions), "--state-dir", str(state))
         rows = [json.loads(x) for x in decisions.read_text().splitlines()]
         sys.path.insert(0, str(HERE))
         from categories import CATEGORIES  # noqa: PLC0415
         assert {r["category"] for r in rows} <= set(CATEGORIES) and {r["action"] for r in rows} >= {"accept"}
         abg("dataset", "review", ds, "--decisions", str(decisions), "--reviewer", "analyst@sigmasight")
+        # curation as the seed's SQL: no answer that had a follow-up; every kept example (also those
+        # auto-accepted from reviewer feedback) in the seed's category table, none accepted with a 1-4 score
+        from training.registry import Registry  # noqa: PLC0415
+
+        with Registry(state) as reg:
+            kept = [e for e in reg.examples(dataset_id=ds) if e["status"] == "accepted"]
+        assert kept and {e["category"] for e in kept} <= set(CATEGORIES)
+        assert all(e["quality10"] is None or e["quality10"] >= 5 for e in kept)
+        listed = json.loads(abg("dataset", "examples", ds, "--json").stdout)
+        assert len(listed) == built["examples"]
+        # the same week again proposes nothing already curated (same interaction or same content)
+        again = abg("dataset", "build", "--name", "sigmasight-week-1-again", "--route", "analyst", "--since", since,
+                    "--json", code=None)
+        rep = json.loads(again.stdout)
+        assert rep["dataset_id"] is None and rep["examples"] == 0, rep["filtered_out"]
 
         # pre-training checklist on the exported training file
         exported = httpx.get(f"{url}/admin/export/jsonl", params={"min_quality": 6, "dataset_id": ds}, headers=admin,
@@ -88,6 +134,9 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         assert n_export == len(exported.text.splitlines()) and n_export >= 10
         check = json.loads(abg("dataset", "validate", str(train), "--json", code=None).stdout)
         assert check["ok"], check
+        items = {c["name"]: c for c in check["checklist"]}
+        assert items["examples reviewed in the past 2 weeks"]["status"] == "pass"
+        assert items["balanced across categories"]["status"] in ("pass", "warn")
 
         trig_before = {t["name"]: t for t in json.loads(abg("dataset", "triggers", "--route", "analyst",
                                                            "--min-new", "10", "--json").stdout)}
@@ -111,8 +160,7 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
 
         # Phase 4: held-out eval (key facts, length ratio, similarity), compare, offline gate
         heldout = data / "eval.jsonl"
-        _run([sys.executable, str(HERE / "generate_eval.py"), "--exclude", str(train), "--out", str(heldout)],
-             env, tmp_path)
+        _script("generate_eval.py", "--exclude", str(train), "--out", str(heldout))
         for name, m in (("base", BASE), ("finetuned", model)):
             abg("eval", "run", "--dataset", str(heldout), "--model", m, "--base-url", f"{base}/v1", "--name", name,
                 "--scorers", "key_facts,length_ratio,similarity,latency")

@@ -39,8 +39,22 @@ def abgate(*args: str) -> Result:
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(HERE / name), *args], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    """`python examples/call-transcriptions/NAME ARGS` in-process (its main(argv)); output captured."""
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = mod.main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def lines(path: Path) -> list[dict]:
@@ -102,6 +116,14 @@ def test_call_transcriptions_workflow(tmp_path: Path, monkeypatch: pytest.Monkey
             assert all(e["validated"] and e["validated_by"] == f"reviewer@{tenant}" and e["validated_at"]
                        for e in good)
             assert not any(e["validated"] for e in exs if e["quality"] < 0.85)
+            # the seed's review query: examples with quality_score and validated, best first
+            r = abgate("dataset", "examples", ds, "--json")
+            listed = json.loads(r.stdout)
+            assert [x["quality_score"] for x in listed] == sorted((e["quality"] for e in exs), reverse=True)
+            assert {x["id"] for x in listed if x["validated"]} == {e["id"] for e in good}
+            # the seed's `UPDATE ... SET validated = true WHERE quality_score >= 0.85`: already done, so 0 new
+            r = abgate("dataset", "mark-validated", ds, "--min-quality-score", "0.85", "--json")
+            assert json.loads(r.stdout)["newly_validated"] == 0 and json.loads(r.stdout)["validated"] == len(good)
 
             # Step 4: export the validated examples as OpenAI JSONL
             out = exports[tenant] = tmp_path / f"{tenant}.jsonl"
@@ -121,7 +143,7 @@ def test_call_transcriptions_workflow(tmp_path: Path, monkeypatch: pytest.Monkey
             assert r.exit_code == 0 and brand[other] not in r.stdout
             assert len(r.stdout.splitlines()) == len(lines(exports[tenant]))
             r = abgate("dataset", "export", datasets[other], "--tenant", tenant)
-            assert r.exit_code == 0 and r.stdout.strip() == ""
+            assert r.exit_code == 1 and r.stdout.strip() == "" and f"belongs to tenant {other!r}" in r.output
         r = abgate("dataset", "list", "--tenant", "acme", "--json")
         assert [d["id"] for d in json.loads(r.stdout)] == [datasets["acme"]]
 

@@ -8,7 +8,10 @@ writes
                     premium 20% / unspecified 10% (exact counts, largest-remainder rounding)
   validation.jsonl  the same distributions, uploaded as the fine-tuning validation file
   test.jsonl        100 examples balanced across intents and budgets, never a training query;
-                    each line carries `category` (the intent) for per-category eval tables
+                    each line carries `category` (the intent) for per-category eval tables and
+                    `case`: standard, or (every 5th line) an edge case (shouting, noisy chat
+                    style, a long rambling query) or an ambiguous one (a negated or hedged
+                    mention of another intent) with the same ideal label
   gate_test.jsonl   400 more balanced examples (disjoint from all the above) for the offline gate:
                     abgate only says GO when the whole 95% CI clears "accuracy >= 85%", and 100
                     examples can show that only when the observed accuracy is about 94% or more
@@ -26,7 +29,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from simulator import intent_data
+from simulator import intent_data, tasks
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -36,6 +39,31 @@ def _write(path: Path, rows: list[dict[str, object]]) -> None:
 def distribution(examples: list[intent_data.IntentExample]) -> dict[str, dict[str, int]]:
     return {"intent_type": dict(Counter(e.label.intent_type for e in examples)),
             "budget_tier": dict(Counter(e.label.budget_tier for e in examples))}
+
+
+# (case, rewrite): the rewritten query must keep its label (the simulator and the generator
+# share one lexicon); a distractor names another intent without using one of its cues
+EDGE_CASES: tuple[tuple[str, object], ...] = (
+    ("edge:shouting", lambda q: q.upper() + "!!!"),
+    ("edge:noisy", lambda q: "hola 👋 una pregunta... " + q[:1].lower() + q[1:] + " gracias!!"),
+    ("edge:long", lambda q: q + ". Lo he mirado en varias tiendas y no termino de decidirme, cualquier idea me sirve"),
+    ("ambiguous:negated", lambda q: "No es urgente, pero " + q[:1].lower() + q[1:]),
+    ("ambiguous:hedged", lambda q: "No sé si comparar más opciones; " + q[:1].lower() + q[1:]),
+)
+
+
+def with_cases(examples: list[intent_data.IntentExample]) -> list[tuple[str, intent_data.IntentExample]]:
+    """Every 5th example rewritten as an edge or ambiguous case (label kept), the rest standard."""
+    out: list[tuple[str, intent_data.IntentExample]] = []
+    for i, e in enumerate(examples):
+        if i % 5 == 4:
+            case, rewrite = EDGE_CASES[(i // 5) % len(EDGE_CASES)]
+            query = rewrite(e.query)  # type: ignore[operator]
+            if tasks.classify_intent(query) == e.label:
+                out.append((case, intent_data.IntentExample(query, e.label)))
+                continue
+        out.append(("standard", e))
+    return out
 
 
 def generate(out: Path, *, train: int, validation: int, test: int, gate_test: int, seed: int) -> dict[str, object]:
@@ -51,8 +79,8 @@ def generate(out: Path, *, train: int, validation: int, test: int, gate_test: in
     _write(out / "train.jsonl", [e.chat() for e in tr])
     _write(out / "validation.jsonl", [e.chat() for e in va])
     # `category` and `id` are eval-only fields: `abgate eval` reports per-intent regressions with them
-    _write(out / "test.jsonl", [{"id": f"test-{i:03d}", "category": e.label.intent_type, **e.chat()}
-                                for i, e in enumerate(te, 1)])
+    _write(out / "test.jsonl", [{"id": f"test-{i:03d}", "category": e.label.intent_type, "case": case, **e.chat()}
+                                for i, (case, e) in enumerate(with_cases(te), 1)])
     _write(out / "gate_test.jsonl", [{"id": f"gate-{i:03d}", "category": e.label.intent_type, **e.chat()}
                                      for i, e in enumerate(gt, 1)])
     return {"train": {"examples": len(tr), **distribution(tr)},

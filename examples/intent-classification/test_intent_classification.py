@@ -5,7 +5,6 @@ decision record, then serve the winner through the router config. Every step is 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -32,15 +31,25 @@ def _label(row: dict) -> dict:
     return json.loads(row["messages"][-1]["content"])
 
 
-class Cli:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env, self.cwd = {**os.environ, **env}, cwd
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
-    def run(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([sys.executable, "-m", "abgate", *args], env=self.env, cwd=self.cwd,
-                             capture_output=True, text=True, timeout=120)
-        assert code is None or res.returncode == code, f"abgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-        return res
+
+class Cli:
+    """`abgate ...` in-process (CliRunner): the CLI's start-up is most of a subprocess run."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = {"COLUMNS": "200", **env}, cwd
+
+    def run(self, *args: str, code: int | None = 0) -> _Result:
+        from typer.testing import CliRunner
+
+        from abgate.cli.main import app
+
+        res = CliRunner().invoke(app, list(args), env=self.env)
+        assert code is None or res.exit_code == code, f"abgate {' '.join(args)} -> {res.exit_code}\n{res.stdout}\n{res.stderr}"
+        return _Result(res.exit_code, res.stdout, res.stderr)
 
     def json(self, *args: str, code: int = 0) -> dict:
         return json.loads(self.run(*args, "--json", code=code).stdout)
@@ -94,8 +103,9 @@ def test_intent_classification_end_to_end(tmp_path: Path) -> None:
         assert stats["estimated_cost_usd"] > 0
 
         # Step 2: baseline evaluation on the balanced test set, straight to the upstream
-        cli.run("eval", "run", "--dataset", str(data / "test.jsonl"), "--model", BASE, "--base-url", f"{base}/v1",
-                "--name", "baseline-100")
+        r = cli.run("eval", "run", "--dataset", str(data / "test.jsonl"), "--model", BASE, "--base-url",
+                    f"{base}/v1", "--name", "baseline-100", "--criteria", str(criteria))
+        assert "to GO: all_fields_correct: candidate needs >=" in r.stdout and "cost: $" in r.stdout  # setup step
 
         # Step 3: fine-tune with the seed's hyperparameters, wait for it, register the version
         launched = cli.json("finetune", "launch", str(data / "train.jsonl"), "--validation",
@@ -125,6 +135,15 @@ def test_intent_classification_end_to_end(tmp_path: Path) -> None:
         small = cli.run("eval", "gate", "--criteria", str(criteria), "--baseline", "baseline-100",
                         "--candidate", "finetuned-100", code=None)
         assert small.returncode in (0, 4), small.stdout + small.stderr
+        # ... and on the seed's own semantics (point estimates: +10% and 85% met -> GO), both readings recorded
+        point = tmp_path / "criteria-point.yaml"
+        point.write_text(criteria.read_text() + "decide_on: point\n")
+        pd = cli.json("eval", "gate", "--criteria", str(point), "--baseline", "baseline-100",
+                      "--candidate", "finetuned-100", code=None)
+        lift = next(v for v in pd["extra"]["verdicts"] if v["effect"] == "relative")
+        assert pd["extra"]["criteria_mode"] == "point" and lift["decided_on"] == "point" and lift["ci"]
+        assert pd["verdict"] == ("GO" if lift["estimate"] >= 0.10 and pd["metrics"][1]["estimate"] >= 0.85
+                                 else "NO-GO"), pd["reasons"]
 
         # Step 5: the gate on the 400-example balanced gate set -> GO, with a decision record
         for name, m in (("baseline", BASE), ("finetuned", model)):

@@ -37,8 +37,22 @@ def abgate(*args: str) -> Result:
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(HERE / name), *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
+    """`python examples/order-support/NAME ARGS` in-process (its main(argv)); stdout/stderr captured."""
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = mod.main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def with_upstream(src: Path, dst: Path, sim: str, ft_model: str | None = None) -> Path:
@@ -84,6 +98,22 @@ def test_order_support_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert {e["source_id"] for e in stored} <= keep
         assert len(stored) == len(keep) - built["duplicates"]["exact"] - built["duplicates"]["near"]
         assert len(stored) >= 600 and all(e["validated"] for e in stored)
+        # the seed's data requirements, checked on the sample pool
+        req = {x["name"]: x for x in built["data_requirements"]}
+        rate = sum(1 for x in rows if x["approved"]) / len(rows)
+        assert req["approval rate > 90% of the pool"]["value"] == pytest.approx(rate, abs=1e-4)
+        assert req["approval rate > 90% of the pool"]["status"] == ("pass" if rate > 0.9 else "warn")
+        assert req["approval rate plateaued < 85% (signal to fine-tune)"]["status"] == ("yes" if rate < 0.85 else "no")
+        assert req["1,000+ examples (ideal)"]["status"] == "warn"  # 500 minimum met, 1,000 ideal not
+        # `quality_reviewed=false` rows never pass, whatever rubric scores they carry
+        unreviewed = tmp_path / "unreviewed.jsonl"
+        fives = {k: 5 for k in ("overall", "factuality", "helpfulness", "tone", "policy", "completeness")}
+        unreviewed.write_text("".join(json.dumps({**x, "id": x["id"] + "-u", "quality_reviewed": False,
+                                                  "review": fives}) + "\n" for x in rows[:30] if x["approved"]))
+        r = abgate("dataset", "build", "--name", "unreviewed", "--from-file", str(unreviewed), "--approved-only",
+                   "--rubric-min", "4", "--include-used", "--json")
+        assert r.exit_code == 1 and json.loads(r.stdout)["filtered_out"] == {
+            "quality_reviewed is false": sum(1 for x in rows[:30] if x["approved"])}
 
         # 2. export the OpenAI JSONL, validate with the seed's minimum, see the cost estimate
         train, val = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"

@@ -92,7 +92,9 @@ def test_base_vs_finetuned_vs_worse_end_to_end(slow_simulator: str, heldout: Pat
     assert m["discordant"][0] == 0 and m["discordant"][1] > 0
     assert rep["latency"]["base_p50"] >= 50 and rep["latency"]["candidate_p50"] >= 50
     table = abgate("eval", "compare", "base", "worse", "--state-dir", str(state))
-    assert table.returncode == 0 and "where the candidate is worse" in table.stdout
+    # per category the worse model's drops are flagged only when significant; others are counted
+    assert table.returncode == 0 and ("where the candidate is significantly worse" in table.stdout
+                                      or "worse by point estimate but not significantly" in table.stdout)
     # the per-category rows behind that table (the rendered width depends on the terminal)
     worse = json.loads(abgate("eval", "compare", "base", "worse", "--state-dir", str(state), "--json").stdout)
     assert any(c["metric"] == "all_fields_correct" and c["regressed"] for c in worse["categories"])

@@ -151,7 +151,8 @@ def test_trigger_system_prompt_changed(tmp_path: Path) -> None:
         reg.create_run(tenant="acme", base_model="gpt-4o-mini-2024-07-18", status="succeeded",
                        system_prompt_sha=hashlib.sha256(NEW_PROMPT.encode()).hexdigest())
         t = _by_name(trg.evaluate(state, reg, today=NOW))["system prompt changed"]
-        assert not t.fired and t.detail == "same system prompt as the last training"
+        assert not t.fired and t.detail == ("same system prompt as the last training "
+                                            "(2 recent request(s) with another prompt, under 20)")
         # no recent traffic at all: unknown, not fired
         t = _by_name(trg.evaluate(state, reg, today=NOW + timedelta(days=30)))["system prompt changed"]
         assert not t.fired and t.detail == "unknown: no recent traffic with a system prompt"
@@ -168,7 +169,8 @@ def test_triggers_cli(tmp_path: Path) -> None:
     r = runner.invoke(app, ["dataset", "triggers", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
     got = {t["name"]: t["fired"] for t in json.loads(r.stdout)}
-    assert got == {"new quality examples": False, "systematic errors": True, "system prompt changed": True}
+    assert got == {"new quality examples": False, "systematic errors": True, "system prompt changed": True,
+                   "new question categories": False}
     table = runner.invoke(app, ["dataset", "triggers", "--state-dir", str(state), "--min-new", "0"])
     assert table.exit_code == 0 and table.output.count("yes") == 3
 
@@ -208,8 +210,10 @@ def test_review_decisions_file_applies_accept_edit_reject(tmp_path: Path) -> Non
     assert e["quality10"] == 6.0 and e["content_sha"] != exs[1]["content_sha"]
     assert (x["status"], x["validated"], x["validated_by"]) == ("rejected", False, "bob")
     assert (untouched["status"], untouched["validated_by"], untouched["validated_at"]) == ("pending", None, None)
-    # a rejected example is left out of the export
+    # a rejected example is left out of the export; an unreviewed one only with --include-unreviewed
     out = CliRunner().invoke(app, ["dataset", "export", ds, "--state-dir", str(state)])
+    assert out.exit_code == 0 and len(out.stdout.splitlines()) == 2 and "answer 2." not in out.stdout
+    out = CliRunner().invoke(app, ["dataset", "export", ds, "--include-unreviewed", "--state-dir", str(state)])
     assert out.exit_code == 0 and len(out.stdout.splitlines()) == 3 and "answer 2." not in out.stdout
 
 
