@@ -24,7 +24,7 @@ from gateway.assign import RouteAssigner
 from gateway.auth import AuthIndex
 from gateway.config import Arm, RouterConfig, Upstream
 from gateway.ids import IdSigner
-from gateway.proxy import UpstreamClient, UpstreamPool
+from gateway.upstream import UpstreamClient, UpstreamPool
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
