@@ -15,7 +15,7 @@ import yaml
 from gateway.routing import bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
-_HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
+_HASH_ATTR = re.compile(r"^(user|safety_identifier|prompt_cache_key|api_key|header:[A-Za-z0-9-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 BUILTIN_METRICS = frozenset(
@@ -100,6 +100,14 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     body_timeout_s: float = 30.0
 
 
+class Cors(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Browser access: origins allowed to call the API (`"*"` for any)."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ("*",)  # "*": whatever the preflight asks for (the SDKs send many)
+    max_age_s: int = 600
+
+
 class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes: dict[str, Route] = {}
     upstreams: dict[str, Upstream] = {}
@@ -108,6 +116,7 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics: dict[str, CustomMetric] = {}
     limits: Limits = Limits()
     default_upstream: str | None = None
+    cors: Cors | None = None
 
     def upstream_for(self, model: str) -> tuple[str, Upstream]:
         info = self.models.get(model)
@@ -180,7 +189,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
             )
         experiments[route.experiment] = rname
         if not _HASH_ATTR.match(route.hash_attribute):
-            raise ConfigError(f"{at}.hash_attribute", "must be user, api_key or header:<name>")
+            raise ConfigError(f"{at}.hash_attribute",
+                              "must be user, safety_identifier, prompt_cache_key, api_key or header:<name>")
         if route.hash_version not in (1, 2):
             raise ConfigError(f"{at}.hash_version", "must be 1 or 2")
         if route.phase < 1:

@@ -7,7 +7,10 @@ stream), `chat_relay` / `responses` / `embeddings` (what each endpoint's answer 
 request lifecycle). The upstream side lives in `gateway.upstream`.
 """
 
+from gateway.proxy import cors
 from gateway.proxy.chat import chat_completions
+from gateway.proxy.embeddings import embeddings
 from gateway.proxy.request import MAX_HEADER_BYTES
+from gateway.proxy.responses import responses_create
 
-__all__ = ["MAX_HEADER_BYTES", "chat_completions"]
+__all__ = ["MAX_HEADER_BYTES", "chat_completions", "cors", "embeddings", "responses_create"]
