@@ -95,7 +95,9 @@ def openapi() -> dict[str, Any]:
         app = create_app(Settings(state_dir=Path(tmp)), extra_handlers=_extra_handlers())
         schema = app.openapi_schema.to_schema()
     schema["info"] = {"title": "abgate", "version": "0.1.0"}
-    schema["paths"] = {"/v1/chat/completions": _CHAT_PATH, **schema["paths"]}
+    from gateway.proxy.openapi import PROXY_PATHS
+
+    schema["paths"] = {"/v1/chat/completions": _CHAT_PATH, **PROXY_PATHS, **schema["paths"]}
     return schema
 
 
