@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import msgspec
 
-from gateway.proxy.context import Ctx
+from gateway.proxy.context import Ctx, StatusName
 from gateway.proxy.record import finish
 from gateway.proxy.request import Send
 from gateway.proxy.respond import passthrough, send_error
@@ -26,7 +26,7 @@ Relay = Callable[[Ctx, UpstreamResponse, ArmTarget, Send], Awaitable[None]]
 class UpstreamFailure(Exception):
     """The chosen arm failed in a way a fallback may cure (5xx, timeout, refused, open circuit)."""
 
-    def __init__(self, status: str, http_status: int, reason: str, message: str,
+    def __init__(self, status: StatusName, http_status: int, reason: str, message: str,
                  headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(message)
         self.status, self.http_status, self.reason, self.message = status, http_status, reason, message
@@ -48,8 +48,9 @@ async def forward(ctx: Ctx, doc: dict[str, msgspec.Raw], target: ArmTarget, stre
     ctx.price = target.price
     breaker = up.breaker
     if not breaker.allow():
-        status, http_status, cause = breaker.last_cause
+        cause_status, http_status, cause = breaker.last_cause
         wait = breaker.retry_after_s()
+        status: StatusName = "timeout" if cause_status == "timeout" else "upstream_error"
         raise UpstreamFailure(status, http_status, "circuit_open",
                               f"upstream {up.name!r} is failing ({cause}); circuit open, retry in {wait}s",
                               headers=((b"retry-after", str(wait).encode()),))

@@ -124,3 +124,16 @@ def test_breaker_keeps_the_cause_of_the_last_failure() -> None:
     assert b.allow()
     b.failure("timeout", 504, "timeout")
     assert not b.allow() and b.last_cause == ("timeout", 504, "timeout") and 29 <= b.retry_after_s() <= 30
+
+
+def test_the_upstream_package_stands_alone() -> None:
+    """No hidden cycle: the upstream side never pulls in the runtime or the proxy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gateway.upstream, gateway.runtime; "
+            "import gateway.upstream as u; "
+            "bad = [m for m in ('gateway.proxy', 'gateway.app') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
