@@ -1,4 +1,4 @@
-"""The gateway's Litestar app: the chat proxy (raw ASGI), models, health, metrics, admin."""
+"""The gateway's Litestar app: the proxy endpoints (raw ASGI), models, health, metrics, admin."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from litestar.handlers import asgi
 from gateway import admin, jsonsafe, openapi
 from gateway.auth import bearer, single_authorization
 from gateway.errors import ApiError, error_body
-from gateway.proxy import MAX_HEADER_BYTES, chat_completions
+from gateway.proxy import MAX_HEADER_BYTES, chat_completions, cors, embeddings, responses_create
+from gateway.proxy.retrieve import retrieve_response
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -36,6 +37,23 @@ async def chat(scope: Any, receive: Any, send: Any) -> None:
     await chat_completions(scope["app"].state.runtime, scope, receive, send)
 
 
+@asgi("/v1/responses", copy_scope=False)
+async def responses(scope: Any, receive: Any, send: Any) -> None:
+    await responses_create(scope["app"].state.runtime, scope, receive, send)
+
+
+@asgi("/v1/embeddings", copy_scope=False)
+async def embeddings_route(scope: Any, receive: Any, send: Any) -> None:
+    await embeddings(scope["app"].state.runtime, scope, receive, send)
+
+
+# the proxy endpoints FastPath serves without Litestar
+PROXIED = {"/v1/chat/completions": chat_completions, "/v1/responses": responses_create,
+           "/v1/embeddings": embeddings}
+# Base URLs without /v1 (LiteLLM's api_base, hand-written clients) reach the same endpoints.
+ALIAS_PREFIXES = ("/chat/", "/responses", "/embeddings", "/models", "/feedback")
+
+
 @get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
 def models(request: Request[Any, Any, Any]) -> Response[bytes]:
     comp = runtime(request).compiled
@@ -46,6 +64,17 @@ def models(request: Request[Any, Any, Any]) -> Response[bytes]:
         if principal.may_use(name)
     ]
     return Response(_enc.encode({"object": "list", "data": data}), media_type=MediaType.JSON)
+
+
+@get("/v1/models/{model_id:str}", media_type=MediaType.JSON, sync_to_thread=False)
+def model(request: Request[Any, Any, Any], model_id: str) -> Response[bytes]:
+    comp = runtime(request).compiled
+    principal = comp.auth.client(request.headers.get("authorization"))
+    if model_id not in comp.routes or not principal.may_use(model_id):
+        raise ApiError(404, f"The model `{model_id[:200]}` does not exist or you do not have access to it.",
+                       "model_not_found", param="model")
+    return Response(_enc.encode({"id": model_id, "object": "model", "created": 0, "owned_by": "abgate"}),
+                    media_type=MediaType.JSON)
 
 
 @get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
@@ -137,35 +166,49 @@ def _feedback_handlers() -> list[Any]:
 
 
 class FastPath:
-    """Sends `/v1/chat/completions` straight to the proxy, skipping Litestar's router and
-    middleware stack on the hot path; everything else (and lifespan) goes to Litestar."""
+    """Sends the proxy endpoints straight to the proxy, skipping Litestar's router and
+    middleware stack on the hot path; everything else (and lifespan) goes to Litestar.
+    Also: `/v1`-less aliases and CORS (when the config has a `cors` section)."""
 
     def __init__(self, app: Litestar):
         self.app = app
         self.state = app.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/v1/chat/completions" and \
-                sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if not path.startswith("/v1/") and path.startswith(ALIAS_PREFIXES):
+            path = scope["path"] = "/v1" + path
+            scope["raw_path"] = path.encode()
+        rt = self.state.get("runtime") if hasattr(self.state, "get") else getattr(self.state, "runtime", None)
+        comp = rt.compiled if rt is not None else None
+        if comp is not None and comp.config.cors is not None:
+            origin = cors.origin_of(scope)
+            if origin is not None:
+                if await cors.preflight(comp.config.cors, scope, origin, send):
+                    return
+                send = cors.with_cors(comp.config.cors, origin, send)
+        handler = PROXIED.get(path)
+        if handler is None and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
             body = error_body(431, f"request headers exceed {MAX_HEADER_BYTES} bytes", "headers_too_large")
             await send({"type": "http.response.start", "status": 431,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
             return
-        if scope["type"] == "http" and scope["path"].startswith("/schema"):
+        if path.startswith("/schema"):
             openapi_document(self.app)  # the corrected document, before Litestar renders it
-        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
-            if scope["method"] != "POST":
-                body = error_body(405, "use POST for /v1/chat/completions", "method_not_allowed")
-                await send({"type": "http.response.start", "status": 405,
-                            "headers": [(b"content-type", b"application/json"), (b"allow", b"POST"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-            rt = self.state.get("runtime") if hasattr(self.state, "get") else getattr(self.state, "runtime", None)
-            if rt is not None:
-                await chat_completions(rt, scope, receive, send)
-                return
+        if handler is not None and scope["method"] != "POST":
+            body = error_body(405, f"use POST for {path}", "method_not_allowed")
+            await send({"type": "http.response.start", "status": 405,
+                        "headers": [(b"content-type", b"application/json"), (b"allow", b"POST"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if handler is not None and rt is not None:
+            await handler(rt, scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -188,7 +231,7 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
                 await deduper.close()
 
     return Litestar(
-        route_handlers=[chat, models, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
+        route_handlers=[chat, responses, embeddings_route, models, model, retrieve_response, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
                         *extra_handlers],
         lifespan=[lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},

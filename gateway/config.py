@@ -16,7 +16,7 @@ from gateway import metric_catalog as catalog
 from gateway.routing import HASH_VERSIONS, bucket_ranges
 
 CaptureMode = Literal["full", "redacted", "off"]
-_HASH_ATTR = re.compile(r"^(user|api_key|header:[A-Za-z0-9-]+)$")
+_HASH_ATTR = re.compile(r"^(user|safety_identifier|prompt_cache_key|api_key|header:[A-Za-z0-9-]+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 BUILTIN_METRICS = frozenset(catalog.BUILTIN_FEEDBACK)
@@ -171,6 +171,12 @@ class TrainingProvider(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Training(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_provider: str | None = None
     providers: dict[str, TrainingProvider] = {}
+class Cors(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Browser access: origins allowed to call the API (`"*"` for any)."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ("*",)  # "*": whatever the preflight asks for (the SDKs send many)
+    max_age_s: int = 600
 
 
 class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -182,6 +188,7 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
     default_upstream: str | None = None
     training: Training = Training()
+    cors: Cors | None = None
 
     def upstream_for(self, model: str) -> tuple[str, Upstream]:
         info = self.models.get(model)
@@ -264,7 +271,8 @@ def _check_semantics(cfg: RouterConfig) -> None:
             )
         experiments[route.experiment] = rname
         if not _HASH_ATTR.match(route.hash_attribute):
-            raise ConfigError(f"{at}.hash_attribute", "must be user, api_key or header:<name>")
+            raise ConfigError(f"{at}.hash_attribute",
+                              "must be user, safety_identifier, prompt_cache_key, api_key or header:<name>")
         if route.hash_version not in HASH_VERSIONS:
             raise ConfigError(f"{at}.hash_version", "must be 1, 2 or 3 (3: GrowthBook 4.x / JS SDK UTF-16 hashing)")
         if route.phase < 1:

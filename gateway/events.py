@@ -87,6 +87,15 @@ class Interaction(Common, kw_only=True, tag="interaction"):
     error: str | None = None
     variant: str | None = None        # stable id of the arm's model + overrides (gateway.variants)
     fewshot: FewShotNote | None = None
+    # chat | responses | embeddings (docs/design-changes.md "Responses API, embeddings ...")
+    endpoint: str = "chat"
+    tool_calls: Any = None  # choice 0's tool calls, OpenAI chat format (Responses: function_call items)
+    choices: Any = None  # every choice when n > 1: [{index, response, tool_calls, finish_reason}]
+    input: Any = None  # Responses API `input` (string or items) / embeddings `input`, as sent
+    instructions: Any = None  # Responses API `instructions`
+    output: Any = None  # Responses API output items, as the upstream returned them
+    previous_response_id: str | None = None  # the interaction id this Responses turn continues
+    upstream_id: str | None = None  # the upstream's own response id (Responses API)
 
 
 class Feedback(Common, kw_only=True, tag="feedback"):

@@ -13,6 +13,7 @@ Modelled on TensorZero's DICL variant (embedding model, k, curated examples).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -22,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from gateway.config import Upstream
 from gateway.events import FewShotNote
+from gateway.upstream.transport import UpstreamConnectionError, UpstreamResponse
 
 FORMAT = "abgate-fewshot/1"
 EXPORT_DIR = "fewshot"
@@ -164,12 +164,12 @@ def load_index(path: Path) -> FewShotIndex:
 
 
 class EmbeddingClient(Protocol):
-    """What retrieval needs of an upstream client (gateway.proxy.UpstreamClient has it)."""
+    """What retrieval needs of an upstream client (gateway.upstream.UpstreamClient has it)."""
 
     name: str
-    spec: Upstream
-    headers: dict[str, str]
-    session: aiohttp.ClientSession | None
+    urls: dict[str, str]
+
+    async def post(self, url: str, body: bytes, stream: bool) -> UpstreamResponse: ...
 
 
 class _EmbeddingData(msgspec.Struct):
@@ -194,8 +194,8 @@ class Retriever:
     def __init__(self, index: FewShotIndex, client: EmbeddingClient, *, k: int, timeout_ms: float,
                  min_similarity: float | None = None):
         self.index, self.client, self.k, self.min_similarity = index, client, k, min_similarity
-        self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000.0)
-        self.url = client.spec.base_url.rstrip("/") + "/embeddings"
+        self.timeout_s = timeout_ms / 1000.0
+        self.url = client.urls["embeddings"]
         self.model_prefix = b'{"model":' + _enc.encode(index.embedding_model) + b',"encoding_format":"base64","input":'
         self._cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._failures = 0
@@ -242,17 +242,19 @@ class Retriever:
     async def _embed(self, text: str) -> npt.NDArray[np.float32]:
         c = self.client
         body = self.model_prefix + _enc.encode(text) + b"}"
-        if c.session is None:
-            raise _EmbedFailed(f"embedding upstream {c.name!r} is not open")
         try:
-            async with c.session.post(self.url, data=body, headers=c.headers, timeout=self.timeout) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    raise _EmbedFailed(f"embedding upstream {c.name!r} answered {resp.status}")
+            async with asyncio.timeout(self.timeout_s):
+                resp = await c.post(self.url, body, False)
+                try:
+                    data = await resp.read()
+                finally:
+                    resp.release()
+            if resp.status != 200:
+                raise _EmbedFailed(f"embedding upstream {c.name!r} answered {resp.status}")
         except TimeoutError:
             raise _EmbedFailed(f"embedding upstream {c.name!r} timed out") from None
-        except aiohttp.ClientError as err:
-            raise _EmbedFailed(f"cannot reach embedding upstream {c.name!r}: {type(err).__name__}") from None
+        except UpstreamConnectionError as err:
+            raise _EmbedFailed(f"cannot reach embedding upstream {c.name!r}: {err}") from None
         try:
             emb = _emb_decoder.decode(data).data[0].embedding
             vec = (np.frombuffer(base64.b64decode(emb), dtype="<f4") if isinstance(emb, str)

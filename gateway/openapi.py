@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gateway.proxy.openapi import PROXY_PATHS
+
 JSON = "application/json"
 Doc = dict[str, Any]
 
@@ -245,6 +247,8 @@ PATHS: Doc = {
          "404": _err("unknown route"), "409": _err("expected_version is not the current version")},
         security=_ADMIN, body=_body(_ref("PromoteRequest")), tags=("admin",))},
 }
+# The other raw-ASGI proxy endpoints (Responses API, embeddings) are described next to their handlers.
+PATHS.update(copy.deepcopy(PROXY_PATHS))
 
 
 # Content types Litestar cannot know for handlers that answer `Response[bytes]`.

@@ -16,13 +16,16 @@ def redact_text(text: str) -> str:
     return _PHONE.sub("[phone]", text)
 
 
+_TEXT_KEYS = frozenset({"content", "text", "response", "arguments", "output", "instructions", "input"})
+
+
 def _redact_messages(messages: Any) -> Any:
     if isinstance(messages, str):
         return redact_text(messages)
     if isinstance(messages, list):
         return [_redact_messages(m) for m in messages]
     if isinstance(messages, dict):
-        return {k: (_redact_messages(v) if k in ("content", "text") else v) for k, v in messages.items()}
+        return {k: (_redact_messages(v) if k in _TEXT_KEYS else v) for k, v in messages.items()}
     return messages
 
 
@@ -33,3 +36,12 @@ def capture(mode: str, messages: Any, response: str | None) -> tuple[Any, str | 
     if mode == "redacted":
         return _redact_messages(messages), redact_text(response) if response is not None else None
     return messages, response
+
+
+def capture_json(mode: str, value: Any) -> Any:
+    """Another captured part of an interaction (tool calls, choices, Responses items)."""
+    if value is None or mode == "off":
+        return None
+    if mode == "redacted":
+        return _redact_messages(value)
+    return value

@@ -28,10 +28,10 @@ from gateway.config import Arm, RouterConfig, Upstream
 from gateway.events import ConfigChange
 from gateway.ids import IdSigner
 from gateway.lifecycle import Lifecycle
-from gateway.proxy import UpstreamClient, UpstreamPool
 from gateway.ratelimit import Limiter, open_limiter
 from gateway.settings import Settings
 from gateway.state import Secrets, load_secrets
+from gateway.upstream import UpstreamClient, UpstreamPool
 from gateway.variants import CompiledVariant, check_resources, compile_variant
 
 log = structlog.get_logger("abgate.runtime")

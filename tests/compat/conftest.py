@@ -1,8 +1,6 @@
 """The compatibility stack: a real simulator and a real `abgate serve` in front of it, and the two
 ways to reach them (`target` "simulator": the simulator directly, with real model names; "gateway":
-through abgate, with route names). Cases that need gateway features from the parallel branch
-(helper c17: Responses API, embeddings, header pass-through, safety_identifier, tool-call logging)
-are marked `NEEDS_GATEWAY` for the via-gateway run."""
+through abgate, with route names). Every case runs against both."""
 
 from __future__ import annotations
 
@@ -18,9 +16,6 @@ CONTROL = "gpt-4o-mini-2024-07-18"
 TREATMENT = "ft:gpt-4o-mini-2024-07-18:acme:support:abc123"
 EMBED = "text-embedding-3-small"
 LIMITED = "sim-rate-limited"
-
-NEEDS_GATEWAY = pytest.mark.xfail(strict=False, reason="needs c17 gateway features")
-
 
 def router_yaml(sim_base: str, *, hash_attribute: str = "user") -> str:
     return f"""
@@ -94,6 +89,6 @@ def targets(stack: Stack) -> dict[str, Target]:
             "gateway": Target("gateway", f"{stack.gw_base}/v1", stack.state)}
 
 
-def target_params(*gateway_marks: pytest.MarkDecorator) -> list[object]:
-    """`simulator` and `gateway`, the latter with `gateway_marks` (e.g. NEEDS_GATEWAY)."""
-    return ["simulator", pytest.param("gateway", marks=list(gateway_marks))]
+def target_params() -> list[object]:
+    """Both ways in: the simulator directly and through the gateway."""
+    return ["simulator", "gateway"]

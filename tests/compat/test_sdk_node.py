@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.compat.conftest import NEEDS_GATEWAY, Stack, targets
+from tests.compat.conftest import Stack, targets
 from tests.support.node import run_node
 
 pytestmark = pytest.mark.integration
 CASES = ("chat", "tools_round_trip", "n2", "retry_after_and_request_id", "responses", "responses_stream",
          "responses_chain", "embeddings", "models_retrieve")
-NEEDS = {"retry_after_and_request_id", "responses", "responses_stream", "responses_chain", "embeddings",
-         "models_retrieve"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def results(stack: Stack) -> dict[str, dict[str, Any]]:
 
 def _params() -> list[Any]:
     out = [pytest.param("simulator", c, id=f"simulator-{c}") for c in CASES]
-    out += [pytest.param("gateway", c, id=f"gateway-{c}", marks=[NEEDS_GATEWAY] if c in NEEDS else [])
+    out += [pytest.param("gateway", c, id=f"gateway-{c}")
             for c in CASES]
     return out
 

@@ -1,8 +1,7 @@
 """The openai Python SDK against the simulator directly and through a real abgate gateway.
 
 Every case runs on both targets; via the gateway it also checks what abgate adds (signed
-interaction id, the event in the archive). Cases needing the gateway work of the parallel branch
-are xfail (non-strict) on the gateway target only."""
+interaction id, the event in the archive)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.compat.conftest import NEEDS_GATEWAY, Stack, Target, router_yaml, target_params, targets
+from tests.compat.conftest import Stack, Target, router_yaml, target_params, targets
 from tests.integration.gateway_helpers import event_for
 from tests.support.procs import start_gateway
 
@@ -66,7 +65,6 @@ def test_tools_round_trip(client: openai.OpenAI, target: Target) -> None:
 
 
 @pytest.mark.parametrize("target", ["gateway"], indirect=True)
-@NEEDS_GATEWAY
 def test_tool_call_is_in_the_event(client: openai.OpenAI, target: Target) -> None:
     first = client.chat.completions.create(model="support", messages=ASK, tools=TOOLS, user="u-tools")
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -95,7 +93,6 @@ def test_n2_plain_and_streamed(client: openai.OpenAI, target: Target) -> None:
 
 
 @pytest.mark.parametrize("target", ["gateway"], indirect=True)
-@NEEDS_GATEWAY
 def test_n2_is_logged_per_choice(client: openai.OpenAI, target: Target) -> None:
     q: list[Any] = [{"role": "user", "content": "Explain compound interest briefly"}]
     plain = client.chat.completions.create(model="support", messages=q, n=2, user="u-n")
@@ -115,7 +112,7 @@ def _choice_text(choice: Any) -> Any:
     return choice
 
 
-@pytest.mark.parametrize("target", target_params(NEEDS_GATEWAY), indirect=True)
+@pytest.mark.parametrize("target", target_params(), indirect=True)
 def test_retry_after_and_request_id_reach_the_sdk(client: openai.OpenAI, target: Target) -> None:
     raw = client.chat.completions.with_raw_response.create(model=target.model("support"), messages=ASK)
     assert raw.parse()._request_id is not None and raw.parse()._request_id.startswith("req_")
@@ -126,7 +123,7 @@ def test_retry_after_and_request_id_reach_the_sdk(client: openai.OpenAI, target:
     assert err.value.response.headers.get("x-ratelimit-remaining-requests") == "0"
 
 
-@pytest.mark.parametrize("target", target_params(NEEDS_GATEWAY), indirect=True)
+@pytest.mark.parametrize("target", target_params(), indirect=True)
 def test_responses_non_stream_stream_and_chaining(client: openai.OpenAI, target: Target) -> None:
     model = target.model("support")
     first = client.responses.create(model=model, input="Where is my order 424242?", user="u-resp")
@@ -143,7 +140,7 @@ def test_responses_non_stream_stream_and_chaining(client: openai.OpenAI, target:
     assert client.responses.retrieve(second.id).output_text == second.output_text
 
 
-@pytest.mark.parametrize("target", target_params(NEEDS_GATEWAY), indirect=True)
+@pytest.mark.parametrize("target", target_params(), indirect=True)
 def test_embeddings(client: openai.OpenAI, target: Target) -> None:
     e = client.embeddings.create(model=target.model("embed"), input=["refund my order", "refund my order please"])
     assert len(e.data) == 2 and len(e.data[0].embedding) == 256
@@ -151,7 +148,7 @@ def test_embeddings(client: openai.OpenAI, target: Target) -> None:
     assert cos > 0.5
 
 
-@pytest.mark.parametrize("target", target_params(NEEDS_GATEWAY), indirect=True)
+@pytest.mark.parametrize("target", target_params(), indirect=True)
 def test_models_retrieve(client: openai.OpenAI, target: Target) -> None:
     m = client.models.retrieve(target.model("support"))
     assert m.id == target.model("support") and m.object == "model"
@@ -159,7 +156,6 @@ def test_models_retrieve(client: openai.OpenAI, target: Target) -> None:
         client.models.retrieve("no-such-model-or-route")
 
 
-@NEEDS_GATEWAY
 def test_safety_identifier_splits_2000_users_50_50(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> None:
     tmp = tmp_path_factory.mktemp("safety")
     cfg = tmp / "router.yaml"

@@ -307,7 +307,8 @@ def test_unknown_route_404_and_models_list(env: dict[str, Any]) -> None:
         (b'{"model":"support","messages":"hi"}', "application/json", 400, "invalid_request"),
         (b'{"model":"support","messages":[{"content":"x"}]}', "application/json", 400, "invalid_request"),
         (b'{"model":5,"messages":[]}', "application/json", 400, "invalid_request"),
-        (b'{"model":"support","messages":[]}', "text/plain", 400, "invalid_content_type"),
+        (b"model=support", "application/x-www-form-urlencoded", 400, "invalid_content_type"),  # curl -d, not JSON
+        (b'{"model":"support","messages":[]}', "application/xml", 400, "invalid_content_type"),
         (b'{"model":"support","messages":[{"role":"user","content":"' + b"x" * 30000 + b'"}]}', "application/json",
          413, "request_too_large"),
     ],

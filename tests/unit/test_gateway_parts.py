@@ -9,14 +9,18 @@ import msgspec
 import pytest
 
 from gateway import config as cfgmod
-from gateway import proxy
 from gateway.auth import AuthIndex
 from gateway.config import ApiKey, Auth
 from gateway.errors import ApiError
 from gateway.ids import IdSigner, InvalidInteractionId
+from gateway.proxy import chat_relay, request
+from gateway.proxy.context import Ctx
 from gateway.ratelimit import RateLimiter
 from gateway.state import load_secrets, rotate_id_key
+from gateway.upstream import breaker as breaker_mod
+from gateway.upstream.breaker import Breaker
 
+_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 FIELDS = dict(tenant="acme", route="support", experiment="e", arm="treatment", phase=2, config_version=7,
               traffic="live")
 
@@ -130,8 +134,8 @@ def test_token_bucket() -> None:
 
 def test_breaker_opens_and_half_opens(monkeypatch) -> None:
     t = [100.0]
-    monkeypatch.setattr(proxy.time, "monotonic", lambda: t[0])
-    b = proxy.Breaker(threshold=3, cooldown_s=5)
+    monkeypatch.setattr(breaker_mod.time, "monotonic", lambda: t[0])
+    b = Breaker(threshold=3, cooldown_s=5)
     for _ in range(2):
         b.failure()
     assert b.allow() and b.state == "closed"
@@ -184,36 +188,37 @@ def test_config_errors_name_the_field(path, value, field) -> None:
 # -- body and stream rewriting --------------------------------------------------------------
 
 def test_ensure_usage_merges_client_stream_options() -> None:
-    doc = proxy._raw_dict.decode(b'{"model":"r","stream":true}')
-    assert proxy._ensure_usage(doc) is True and bytes(doc["stream_options"]) == b'{"include_usage":true}'
-    doc = proxy._raw_dict.decode(b'{"stream_options":{"x":1}}')
-    assert proxy._ensure_usage(doc) is True
+    doc = _RAW.decode(b'{"model":"r","stream":true}')
+    assert chat_relay.ensure_usage(doc) is True and bytes(doc["stream_options"]) == b'{"include_usage":true}'
+    doc = _RAW.decode(b'{"stream_options":{"x":1}}')
+    assert chat_relay.ensure_usage(doc) is True
     assert json.loads(bytes(doc["stream_options"])) == {"x": 1, "include_usage": True}
-    doc = proxy._raw_dict.decode(b'{"stream_options":{"include_usage":true}}')
-    assert proxy._ensure_usage(doc) is False
+    doc = _RAW.decode(b'{"stream_options":{"include_usage":true}}')
+    assert chat_relay.ensure_usage(doc) is False
 
 
 def test_rewrite_event_replaces_id_and_strips_injected_usage() -> None:
-    ctx = proxy._Ctx(t0=0.0)
-    id_raw = msgspec.Raw(b'"NEW"')
+    ctx = Ctx(t0=0.0, rt=None, comp=None, interaction_id="NEW")  # type: ignore[arg-type]
+    rw = chat_relay.ChatStream(ctx, injected=True)
+    plain = chat_relay.ChatStream(ctx, injected=False)
     ev = 'data: {"id":"up","choices":[{"index":0,"delta":{"content":"hé"},"finish_reason":null}],"usage":null}'.encode()
-    out = proxy._rewrite_event(ctx, ev, id_raw, injected=True)
+    out = rw.rewrite(ev)
     assert json.loads(out[6:]) == {"id": "NEW", "choices": [{"index": 0, "delta": {"content": "hé"},
                                                               "finish_reason": None}]}
     usage = b'data: {"id":"up","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}'
-    assert proxy._rewrite_event(ctx, usage, id_raw, injected=True) is None
+    assert rw.rewrite(usage) is None
     assert (ctx.prompt_tokens, ctx.completion_tokens, ctx.parts) == (5, 2, ["hé"])
-    kept = proxy._rewrite_event(ctx, usage, id_raw, injected=False)
+    kept = plain.rewrite(usage)
     assert json.loads(kept[6:])["usage"]["completion_tokens"] == 2
-    assert proxy._rewrite_event(ctx, b"data: [DONE]", id_raw, True) == b"data: [DONE]"
-    assert proxy._rewrite_event(ctx, b": keep-alive", id_raw, True) == b": keep-alive"
-    assert proxy._rewrite_event(ctx, b"data: {broken", id_raw, True) == b"data: {broken"
+    assert rw.rewrite(b"data: [DONE]") == b"data: [DONE]"
+    assert rw.rewrite(b": keep-alive") == b": keep-alive"
+    assert rw.rewrite(b"data: {broken") == b"data: {broken"
 
 
 def test_parse_rejects_bad_bodies() -> None:
     for body, needle in [(b"{", "not valid JSON"), (b"[]", "JSON object"), (b'{"a":"\xff"}', "UTF-8")]:
         with pytest.raises(ApiError) as e:
-            proxy._parse(body)
+            request.parse(body)
         assert e.value.status == 400 and needle in e.value.message
-    doc = proxy._parse(b'{"model":"x","messages":[ 1,  2 ]}')
+    doc = request.parse(b'{"model":"x","messages":[ 1,  2 ]}')
     assert bytes(doc["messages"]) == b"[ 1,  2 ]"
