@@ -93,6 +93,7 @@ class Interaction(Common, kw_only=True, tag="interaction"):
     choices: Any = None  # every choice when n > 1: [{index, response, tool_calls, finish_reason}]
     input: Any = None  # Responses API `input` (string or items) / embeddings `input`, as sent
     instructions: Any = None  # Responses API `instructions`
+    tools: Any = None  # the request's tool definitions (chat or Responses format), as sent
     output: Any = None  # Responses API output items, as the upstream returned them
     previous_response_id: str | None = None  # the interaction id this Responses turn continues
     upstream_id: str | None = None  # the upstream's own response id (Responses API)

@@ -12,16 +12,17 @@ retires within `WARN_DAYS`, and exports `abgate_model_days_to_shutdown{route,arm
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 import structlog
 
 from gateway.config import RouterConfig
+from gateway.upstream import UpstreamClient
+from gateway.upstream.transport import UpstreamConnectionError
 
 log = structlog.get_logger("abgate.lifecycle")
 WARN_DAYS = 90
@@ -135,22 +136,26 @@ def days_to(shutdown: date, now: datetime | None = None) -> float:
     return (datetime(shutdown.year, shutdown.month, shutdown.day, tzinfo=UTC) - now).total_seconds() / 86400.0
 
 
-async def fetch_upstream_dates(clients: Iterable[Any], attempts: int = FETCH_ATTEMPTS) -> dict[str, date]:
-    """Shutdown dates from each upstream's `GET /models` (clients as in gateway.proxy: name, spec,
-    headers, session); an upstream that cannot be listed is skipped after a few attempts."""
+async def fetch_upstream_dates(clients: Iterable[UpstreamClient], attempts: int = FETCH_ATTEMPTS) -> dict[str, date]:
+    """Shutdown dates from each upstream's `GET /models` (through its transport); an upstream that
+    cannot be listed is skipped after a few attempts."""
     out: dict[str, date] = {}
     for c in clients:
-        url = c.spec.base_url.rstrip("/") + "/models"
+        url = c.url("/models")
         for attempt in range(attempts):
             try:
-                async with c.session.get(url, headers=c.headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
-                    body = await r.read()
-                    if r.status == 200:
-                        out.update(dates_from_listing(body))
-                        break
-                    if r.status < 500 and r.status != 429:
-                        break  # the upstream does not list models for us: config dates only
-            except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
+                async with asyncio.timeout(10):
+                    r = await c.get(url)
+                    try:
+                        body = await r.read()
+                    finally:
+                        r.release()
+                if r.status == 200:
+                    out.update(dates_from_listing(body))
+                    break
+                if r.status < 500 and r.status != 429:
+                    break  # the upstream does not list models for us: config dates only
+            except (UpstreamConnectionError, TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
                 pass
             await asyncio.sleep(0.2 * (attempt + 1))
     return out
@@ -200,7 +205,7 @@ class Lifecycle:
                         shutdown_date=s.shutdown.isoformat(), days_left=s.days_left(today), source=s.source,
                         hint="move this arm to a replacement (see examples/model-migration)")
 
-    async def run(self, clients: Any) -> None:
+    async def run(self, clients: Callable[[], Iterable[UpstreamClient]]) -> None:
         """Fetch the upstream listings now and then every REFRESH_S; keep the gauge current."""
         while True:
             try:

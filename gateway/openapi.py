@@ -292,6 +292,8 @@ def document(generated: Doc, *, title: str = "abgate", version: str = "0.1.0") -
                 for code, resp in {**_ADMIN_ERRORS, "404": _err("not found")}.items():
                     op["responses"].setdefault(code, resp)
             _fix_generated_responses(path, op)
+            if "{" in path:  # an id in the path that names nothing is a 404
+                op["responses"].setdefault("404", _err("not found"))
             for code, resp in list(op["responses"].items()):  # errors are OpenAI-shaped everywhere
                 if code[0] in "45":
                     op["responses"][code] = _err(resp.get("description") or "error")

@@ -27,6 +27,9 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 console = Console()
 err_console = Console(stderr=True)
+# Console() freezes $COLUMNS at import; without a frozen width rich reads it (or the terminal) live,
+# so a table is as wide as the terminal the command runs in, not the one the module was imported in.
+console._width = err_console._width = None
 
 # Exit codes (DESIGN.md "CLI").
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -47,6 +47,8 @@ async def _chat(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal, 
     ra = route_for(comp, principal, name)
     ctx.route, ctx.experiment, ctx.phase, ctx.capture = name, ra.experiment, ra.route.phase, ra.route.capture
     ctx.messages = check_messages(doc)
+    if "tools" in doc:  # the tool definitions, so a tool-call answer becomes a complete training example
+        ctx.tools = field(doc, "tools")
     stream = ctx.stream = is_true(doc, "stream")
     target = choose(ctx, ra, doc, headers, principal)
     if stream:

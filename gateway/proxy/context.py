@@ -60,6 +60,7 @@ class Ctx:
     # Responses API
     input: Json = None
     instructions: Json = None
+    tools: Json = None  # the request's tool definitions (chat or Responses format), as sent
     output: list[Json] | None = None
     previous_response_id: str | None = None
     upstream_id: str | None = None

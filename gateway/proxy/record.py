@@ -64,7 +64,8 @@ def _record(ctx: Ctx) -> None:
             return
         mode = ctx.capture
         messages, response = capture(mode, ctx.messages, ctx.response)
-        extra = ctx.tool_calls is not None or ctx.choices is not None or ctx.endpoint != "chat"
+        extra = (ctx.tool_calls is not None or ctx.choices is not None or ctx.tools is not None
+                 or ctx.endpoint != "chat")
         event = ev.Interaction(
             event_id=urandom(16).hex(), ts=ev.now_rfc3339(), tenant=ctx.tenant, route=ctx.route,
             experiment=ctx.experiment, arm=ctx.arm, phase=ctx.phase, config_version=ctx.config_version,
@@ -80,6 +81,7 @@ def _record(ctx: Ctx) -> None:
             choices=capture_json(mode, ctx.choices) if extra else None,
             input=capture_json(mode, ctx.input) if extra else None,
             instructions=capture_json(mode, ctx.instructions) if extra else None,
+            tools=capture_json(mode, ctx.tools) if extra else None,
             output=capture_json(mode, ctx.output) if extra else None,
             previous_response_id=ctx.previous_response_id, upstream_id=ctx.upstream_id)
         rt.sink.emit(event)

@@ -232,6 +232,8 @@ async def _create(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal
     if inp is not None and not isinstance(inp, (str, list)):
         raise ApiError(400, "`input` must be a string or an array of input items", "invalid_request", param="input")
     ctx.input, ctx.instructions = inp, field(doc, "instructions")
+    if "tools" in doc:
+        ctx.tools = field(doc, "tools")
     sticky = None
     if "previous_response_id" in doc:
         prev = field(doc, "previous_response_id")

@@ -76,6 +76,7 @@ def test_tool_call_is_in_the_event(client: openai.OpenAI, target: Target) -> Non
         assert ev["finish_reason"] == "tool_calls"
         assert [(t["function"]["name"], t["function"]["arguments"]) for t in ev["tool_calls"]] == [
             ("get_weather", call.function.arguments)]  # type: ignore[union-attr]
+        assert ev["tools"] == TOOLS  # the definitions too: the dataset builder exports complete tool examples
 
 
 @pytest.mark.parametrize("target", target_params(), indirect=True)

@@ -200,7 +200,7 @@ def test_gate_verdicts_decide_promote_or_rollback(env: Env, verdict: str, action
                                      reasons=[], author="gate") is None
 
 
-def test_config_history_shows_who_moved_traffic_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_history_shows_who_moved_traffic_and_why(tmp_path: Path) -> None:
     runner = CliRunner()
     state = tmp_path / "state"
     f = tmp_path / "router.yaml"
@@ -212,9 +212,6 @@ def test_config_history_shows_who_moved_traffic_and_why(tmp_path: Path, monkeypa
     # config set of the same file: nothing to change; the managed 80/20 stays
     r = runner.invoke(app, ["config", "set", str(f), "--state-dir", str(state), "--author", "ann"])
     assert r.exit_code == 0 and "nothing to change" in r.output
-    from abgate.cli import common
-
-    monkeypatch.setattr(common.console, "_width", 250)  # the console may predate this test's COLUMNS
     r = runner.invoke(app, ["config", "history", "--state-dir", str(state)], env={"COLUMNS": "250"})
     assert r.exit_code == 0
     row = next(line for line in r.output.splitlines() if "bob" in line)

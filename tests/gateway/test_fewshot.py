@@ -6,13 +6,15 @@ import asyncio
 import json
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
 from aiohttp import web
 
 from gateway import fewshot
 from gateway.config import Upstream
+from gateway.upstream import UpstreamClient
+from gateway.upstream.breaker import Breaker
+from gateway.upstream.transport import AiohttpTransport
 from simulator.embeddings import embed
 from tests.gateway.fewshot_helpers import write_export
 from tests.support.procs import free_port
@@ -72,12 +74,10 @@ def test_user_text_is_the_last_user_message() -> None:
     assert fewshot.user_text([{"role": "system", "content": "s"}]) is None
 
 
-class _Client:
-    def __init__(self, base: str, session: aiohttp.ClientSession) -> None:
-        self.name = "emb"
-        self.spec = Upstream(base_url=base)
-        self.headers = {"content-type": "application/json"}
-        self.session = session
+def _client(base: str) -> UpstreamClient:
+    """A real upstream client (aiohttp transport) for the embedding server."""
+    spec = Upstream(base_url=base)
+    return UpstreamClient("emb", spec, Breaker(5, 10.0), AiohttpTransport(spec))
 
 
 async def _embedding_server(fail: dict[str, int]) -> tuple[web.AppRunner, str, list[dict[str, object]]]:
@@ -106,8 +106,9 @@ def test_retriever_embeds_through_the_upstream_caches_and_skips_a_failing_one(tm
     async def scenario() -> None:
         fail = {"status": 0}
         runner, base, seen = await _embedding_server(fail)
-        async with aiohttp.ClientSession() as session:
-            r = fewshot.Retriever(index, _Client(base, session), k=2, timeout_ms=2000)
+        client = _client(base)
+        try:
+            r = fewshot.Retriever(index, client, k=2, timeout_ms=2000)
             shots, note, waited = await r.retrieve("refund for my broken order please")
             assert note.status == "ok" and note.ids[0] == "ex_refund" and len(shots) == 2
             assert seen[-1] == {"model": "text-embedding-3-small", "encoding_format": "base64",
@@ -127,6 +128,8 @@ def test_retriever_embeds_through_the_upstream_caches_and_skips_a_failing_one(tm
             # no user text: nothing to retrieve for
             _, note, _ = await r.retrieve(None)
             assert note.status == "skipped" and "no user text" in (note.error or "")
+        finally:
+            await client.close()
         await runner.cleanup()
 
     asyncio.run(scenario())
@@ -145,9 +148,12 @@ def test_retriever_reports_a_dimension_mismatch(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         runner, base, _ = await _embedding_server({"status": 0})
-        async with aiohttp.ClientSession() as session:
-            _, note, _ = await fewshot.Retriever(index, _Client(base, session), k=1, timeout_ms=2000).retrieve("q")
+        client = _client(base)
+        try:
+            _, note, _ = await fewshot.Retriever(index, client, k=1, timeout_ms=2000).retrieve("q")
             assert note.status == "skipped" and "256 dimensions, the index 3" in (note.error or "")
+        finally:
+            await client.close()
         await runner.cleanup()
 
     asyncio.run(scenario())
