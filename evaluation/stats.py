@@ -1,7 +1,7 @@
 """Shared statistics for online A/B analysis and offline evaluation.
 
 Every function is pure (no I/O), takes plain numbers or numpy arrays, and is checked
-against scipy/statsmodels in tests/unit/test_stats_*.py. Two-sided tests throughout;
+against scipy/statsmodels in tests/evaluation/test_stats_reference.py. Two-sided tests throughout;
 `alpha=0.05` means 95% intervals.
 
 Offline evaluation imports: `wilson_interval`, `mcnemar`, `bootstrap_ci`,

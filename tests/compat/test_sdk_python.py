@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.compat.conftest import Stack, Target, router_yaml, target_params, targets
-from tests.integration.gateway_helpers import event_for
+from tests.support.gateway_helpers import event_for
 from tests.support.procs import start_gateway
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 
 from evaluation import criteria as critmod
 from evaluation.offline import gate as og
-from tests.unit.offline_eval_helpers import make_run, pattern
+from tests.support.offline_eval import make_run, pattern
 
 
 def _seed_runs(state: Path) -> None:

@@ -13,7 +13,7 @@ from evaluation import criteria as critmod
 from evaluation.offline import gate as og
 from evaluation.offline.cost import describe, prices, run_cost
 from evaluation.offline.runs import ExampleResult
-from tests.unit.offline_eval_helpers import make_run, pattern
+from tests.support.offline_eval import make_run, pattern
 
 
 def test_improvement_needed_at_baseline(tmp_path: Path) -> None:

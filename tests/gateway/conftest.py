@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.gateway_helpers import start_upstream
+from tests.support.gateway_helpers import start_upstream
 from tests.support.procs import Proc, start_gateway
 
 UPSTREAM_KEY = "sk-live-upstream-key-0123456789"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.idempotency import Deduper, MemoryIdempotency, RedisIdempotency, SqliteIdempotency
-from tests.integration.gateway_helpers import wait_events
+from tests.support.gateway_helpers import wait_events
 from tests.support.procs import start_gateway, start_redis, start_simulator
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.gateway.conftest import UPSTREAM_KEY, Live
-from tests.integration.gateway_helpers import event_for
+from tests.support.gateway_helpers import event_for
 
 pytestmark = pytest.mark.integration
 MSGS = [{"role": "user", "content": "hi"}]

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.gateway.conftest import Live
-from tests.integration.gateway_helpers import event_for
+from tests.support.gateway_helpers import event_for
 
 pytestmark = pytest.mark.integration
 

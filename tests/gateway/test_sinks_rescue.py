@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.gateway_helpers import wait_events
 from tests.support.archive import archived_events
+from tests.support.gateway_helpers import wait_events
 from tests.support.procs import start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration

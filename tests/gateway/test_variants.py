@@ -15,7 +15,7 @@ import pytest
 from gateway.config import ConfigError, parse_yaml, validate
 from gateway.variants import CompiledVariant, apply, check_resources, compile_variant, variant_id
 from tests.gateway.fewshot_helpers import write_export
-from tests.integration.gateway_helpers import event_for, start_upstream
+from tests.support.gateway_helpers import event_for, start_upstream
 from tests.support.procs import free_port, start_gateway, start_simulator
 
 BASE = {"upstreams": {"u": {"base_url": "http://127.0.0.1:1/v1"}}}

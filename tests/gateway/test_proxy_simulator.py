@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
-from tests.integration.gateway_helpers import event_for
+from tests.support.gateway_helpers import event_for
 from tests.support.procs import start_gateway
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from tests.support.procs import Proc, free_port, wait_http
 
 def start_upstream(tmp: Path) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc([sys.executable, "-m", "tests.integration.gateway_upstream", "--port", str(port)],
+    proc = Proc([sys.executable, "-m", "tests.support.gateway_upstream", "--port", str(port)],
                 log=tmp / f"upstream-{port}.log").start()
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz", proc)

@@ -12,7 +12,7 @@ from evaluation import criteria as critmod
 from evaluation import decisions
 from evaluation.decide import decide
 from evaluation.offline import gate as og
-from tests.unit.offline_eval_helpers import make_run, pattern
+from tests.support.offline_eval import make_run, pattern
 
 N = 200
 

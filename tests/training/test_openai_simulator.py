@@ -14,7 +14,7 @@ from abgate.cli.main import app
 from gateway.config import parse_yaml
 from gateway.config_store import FileConfigStore
 from tests.support.procs import start_simulator
-from tests.unit.test_training_pipeline import CONFIG, _write_archive
+from tests.training.test_service import CONFIG, _write_archive
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration

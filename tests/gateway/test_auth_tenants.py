@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.gateway_helpers import archive_events, wait_events
+from tests.support.gateway_helpers import archive_events, wait_events
 from tests.support.procs import start_gateway, start_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability_tenants")]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.gateway_helpers import archive_events, event_for, start_upstream, wait_events
+from tests.support.gateway_helpers import archive_events, event_for, start_upstream, wait_events
 from tests.support.procs import Proc, abgate_cmd, free_port, start_gateway, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gateway_admin")]

@@ -12,7 +12,7 @@ import pytest
 from gateway import config as cfgmod
 from gateway.redis_store import RedisConfigStore
 from tests.conftest import write_config
-from tests.integration.gateway_helpers import start_upstream
+from tests.support.gateway_helpers import start_upstream
 from tests.support.procs import Proc, start_gateway
 
 pytestmark = pytest.mark.integration

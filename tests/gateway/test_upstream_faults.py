@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.gateway_helpers import event_for, wait_events
+from tests.support.gateway_helpers import event_for, wait_events
 from tests.support.procs import start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability_faults")]

@@ -12,7 +12,7 @@ from gateway.assign import RouteAssigner
 from gateway.config import Arm, Route
 from gateway.routing import bucket_ranges, choose_arm, hash_unit
 
-CASES = json.loads((Path(__file__).parent / "data" / "growthbook_cases.json").read_text())
+CASES = json.loads((Path(__file__).parents[1] / "support" / "data" / "growthbook_cases.json").read_text())
 SALT = b"test-salt"
 
 

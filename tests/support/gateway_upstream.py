@@ -15,7 +15,7 @@ chaining over the responses it created, `GET /v1/responses/{id}`), `POST /v1/emb
 `GET /_last` returns the last request's raw body and headers; `GET /_count` counts per model;
 `GET /_cancelled` counts streams whose client (the gateway) went away.
 
-Run: python -m tests.integration.gateway_upstream --port P
+Run: python -m tests.support.gateway_upstream --port P
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.gateway_helpers import event_for, start_upstream, wait_events
+from tests.support.gateway_helpers import event_for, start_upstream, wait_events
 from tests.support.procs import free_port, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gateway_proxy")]

@@ -11,7 +11,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.offline import compare as cmp
 from evaluation.offline import runs
-from tests.unit.offline_eval_helpers import ACC, make_run
+from tests.support.offline_eval import ACC, make_run
 
 
 def test_binary_metric_wilson_cis_and_mcnemar_match_statsmodels(tmp_path: Path) -> None:
