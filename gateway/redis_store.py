@@ -115,7 +115,7 @@ class RedisConfigStore:
             with self.r.pipeline(transaction=True) as pipe:
                 while True:
                     try:
-                        pipe.watch(LATEST_KEY)
+                        pipe.watch(LATEST_KEY)  # type: ignore[no-untyped-call]
                         raw = pipe.get(LATEST_KEY)
                         actual = int(raw) if raw is not None else None
                         if expected_version != actual:

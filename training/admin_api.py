@@ -63,7 +63,8 @@ def _trainer(request: Request[Any, Any, Any], upstream: str | None, provider: st
     factory = getattr(request.app.state, "trainer_factory", None)
     upstream = upstream or os.environ.get("ABGATE_FINETUNE_UPSTREAM") or None
     if factory is not None and provider is None:
-        return factory(_config(request), upstream)
+        trainer: Trainer = factory(_config(request), upstream)
+        return trainer
     try:
         if job_id is not None and reg is not None:
             return trainer_for_job(reg, job_id, config=_config(request), state_dir=_runtime(request).state_dir,

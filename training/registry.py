@@ -237,7 +237,8 @@ class Registry:
         min_quality10: float | None = None,
         validated_only: bool = False,
     ) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if dataset_id:
             where.append("dataset_id = ?")
             args.append(dataset_id)

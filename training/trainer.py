@@ -48,18 +48,11 @@ def make_trainer(
     max_retries: int = 3,
 ) -> OpenAITrainer:
     """The OpenAI provider: explicit args > a config upstream > OPENAI_BASE_URL / OPENAI_API_KEY."""
-    import os
-
     from training.providers.openai import OpenAIOptions, make_openai
 
     if upstream is not None:
-        if config is None or upstream not in config.upstreams:
-            known = ", ".join(config.upstreams) if config else "no config stored"
-            raise ProviderRefused(f"unknown upstream {upstream!r} (known: {known})")
-        up = config.upstreams[upstream]
-        base_url = base_url or up.base_url
-        if api_key is None and up.api_key_env:
-            api_key = os.environ.get(up.api_key_env)
+        up_url, up_key = providers.upstream_credentials(config, upstream)
+        base_url, api_key = base_url or up_url, api_key if api_key is not None else up_key
     return make_openai(base_url=base_url, api_key=api_key, http_client=http_client, max_retries=max_retries,
                        options=OpenAIOptions(upstream=upstream))
 

@@ -73,7 +73,7 @@ class Report:
 def system_prompt(messages: list[dict[str, Any]]) -> str | None:
     for m in messages:
         if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):
-            return m["content"]
+            return str(m["content"])
     return None
 
 

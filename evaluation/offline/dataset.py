@@ -41,7 +41,7 @@ class EvalExample:
     def last_user(self) -> str:
         for m in reversed(self.prompt):
             if m.get("role") == "user" and isinstance(m.get("content"), str):
-                return m["content"]
+                return str(m["content"])
         return ""
 
 

@@ -95,6 +95,12 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         denied = httpx.get(f"{url}/admin/export/jsonl", params={"min_quality": 6}, timeout=10)
         assert denied.status_code == 401 and "Authorization: Bearer" in denied.json()["error"]["message"]
 
+        # the sink writes in order: once the last feedback is archived, all the traffic before it is
+        from tests.support.gateway_helpers import wait_events  # noqa: PLC0415
+
+        wait_events(state, lambda e: e.get("kind") == "feedback" and e.get("metric") == "edited_response"
+                    and e.get("interaction_id") == iid, timeout=30)
+
         # Phase 2: weekly curation over the last 7 days
         since = (datetime.now(UTC) - timedelta(days=6)).strftime("%Y-%m-%d")
         built = json.loads(abg("dataset", "build", "--name", "sigmasight-week-1", "--route", "analyst",

@@ -4,7 +4,7 @@ through httpx's ASGI transport: no sockets, no subprocesses."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from gateway.config import Upstream
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.upstream import MockResponse, MockTransport, Transport, UpstreamRequest
+from gateway.upstream.transport import UpstreamResponse
 
 CONFIG = """
 routes:
@@ -79,6 +80,17 @@ class Gateway:
         return found[0]
 
 
+class _Upstream(MockTransport):
+    """The test's handler answers the proxied calls; the model-lifecycle listing the runtime
+    fetches in the background (`GET /models`) gets an empty list and is not recorded."""
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+                   stream: bool) -> UpstreamResponse:
+        if method == "GET" and url.endswith("/models"):
+            return json_response({"object": "list", "data": []})
+        return await super().send(method, url, headers, body, stream)
+
+
 @asynccontextmanager
 async def gateway(tmp: Path, handler: Callable[[str, UpstreamRequest], MockResponse], config: str = CONFIG
                   ) -> AsyncIterator[Gateway]:
@@ -91,7 +103,7 @@ async def gateway(tmp: Path, handler: Callable[[str, UpstreamRequest], MockRespo
     transports: dict[str, MockTransport] = {}
 
     def factory(name: str, spec: Upstream) -> Transport:
-        t = transports[name] = MockTransport(lambda req: handler(name, req))
+        t = transports[name] = _Upstream(lambda req: handler(name, req))
         return t
 
     rt.pool.transport = factory

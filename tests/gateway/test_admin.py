@@ -175,11 +175,15 @@ def test_admin_put_promote_rollback_history(env: dict[str, Any]) -> None:
 
 def test_hot_reload_file_and_invalid_file_keeps_serving(env: dict[str, Any]) -> None:
     c = env["client"]
+    # the loop takes over the route's weights (as promote/rollback/rollout do): a file edit then
+    # changes the spec (the treatment's model) and keeps them, whatever weights the file says
+    r = c.post("/admin/promote", json={"route": "support", "weights": {"control": 0.4, "treatment": 0.6},
+                                       "decision_id": "dec-hot"}, headers=admin())
+    assert r.status_code == 200, r.text
     before = int(chat(c, KEY_A).headers["x-abgate-config-version"])
     managed = {a["name"]: a["weight"] for a in
                c.get("/admin/config", headers=admin()).json()["config"]["routes"]["support"]["arms"]}
-    # the route's weights are managed since the promote/rollback above: a file edit changes the
-    # spec (the treatment's model) and keeps them, whatever weights the file says
+    assert managed == pytest.approx({"control": 0.4, "treatment": 0.6})
     env["cfg"].write_text(_config(env["up"], weights=(0.0, 1.0), model_b="ft:base-model:acme:y"))
     os.utime(env["cfg"], None)
     deadline = time.monotonic() + 10

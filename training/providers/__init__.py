@@ -15,7 +15,7 @@ import httpx
 from gateway.config import RouterConfig, TrainingProvider
 from training.providers.base import BUILTIN_PROVIDERS, ProviderRefused, Trainer
 
-__all__ = ["BUILTIN_PROVIDERS", "ProviderRefused", "Trainer", "default_name", "entry_for", "provider_names", "resolve"]
+__all__ = ["BUILTIN_PROVIDERS", "ProviderRefused", "Trainer", "default_name", "entry_for", "provider_names", "resolve", "upstream_credentials"]
 
 _BUILTIN: dict[str, TrainingProvider] = {
     "openai": TrainingProvider(type="openai"), "azure": TrainingProvider(type="azure"),
@@ -47,6 +47,15 @@ def entry_for(name: str, config: RouterConfig | None) -> TrainingProvider:
                           "add others under training.providers in the router config)")
 
 
+def upstream_credentials(config: RouterConfig | None, name: str) -> tuple[str, str | None]:
+    """(base URL, API key from its env var) of the router config's upstream `name`."""
+    if config is None or name not in config.upstreams:
+        known = ", ".join(config.upstreams) if config else "no config stored"
+        raise ProviderRefused(f"unknown upstream {name!r} (known: {known})")
+    up = config.upstreams[name]
+    return up.base_url, os.environ.get(up.api_key_env) if up.api_key_env else None
+
+
 def resolve(
     name: str | None = None,
     *,
@@ -67,13 +76,8 @@ def resolve(
         up_name = upstream or entry.upstream
         base_url, api_key = entry.base_url, os.environ.get(entry.api_key_env) if entry.api_key_env else None
         if up_name is not None:
-            if config is None or up_name not in config.upstreams:
-                known = ", ".join(config.upstreams) if config else "no config stored"
-                raise ProviderRefused(f"unknown upstream {up_name!r} (known: {known})")
-            up = config.upstreams[up_name]
-            base_url = base_url or up.base_url
-            if api_key is None and up.api_key_env:
-                api_key = os.environ.get(up.api_key_env)
+            up_url, up_key = upstream_credentials(config, up_name)
+            base_url, api_key = base_url or up_url, api_key if api_key is not None else up_key
         trainer = make_openai(base_url=base_url, api_key=api_key, http_client=http_client, options=OpenAIOptions(
             models=entry.models, training_per_mtok=entry.training_per_mtok, upstream=up_name))
     elif entry.type == "azure":
