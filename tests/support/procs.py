@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,11 +19,33 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+# Ports below the kernel's ephemeral range (32768-60999 by default): a port the OS hands out for
+# `bind(0)` can be taken a moment later by an outgoing connection of another test, before the
+# server that was meant to get it binds it. Each xdist worker draws from its own slice.
+_PORTS_LO, _PORTS_HI = 20000, 32000
+_rng = random.Random(os.getpid())
+
+
 def free_port() -> int:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    span = (_PORTS_HI - _PORTS_LO) // 4
+    lo = _PORTS_LO + (worker % 4) * span
+    for _ in range(200):
+        port = _rng.randrange(lo, lo + span)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
+
+
+def _in_use(proc: Proc) -> bool:
+    return not proc.alive() and "address already in use" in proc.output().lower()
 
 
 def abgate_cmd(*args: str) -> list[str]:
@@ -120,23 +143,37 @@ def start_redis(tmp: Path, port: int | None = None) -> tuple[Proc, int]:
 
 
 def start_simulator(tmp: Path, *extra: str) -> tuple[Proc, str]:
-    port = free_port()
-    proc = Proc([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port), *extra],
-                log=tmp / f"simulator-{port}.log").start()
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", proc)
-    return proc, base
+    for attempt in range(3):
+        port = free_port()
+        proc = Proc([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port), *extra],
+                    log=tmp / f"simulator-{port}.log").start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/healthz", proc)
+        except RuntimeError:
+            if attempt < 2 and _in_use(proc):  # the port was taken meanwhile: another one
+                continue
+            raise
+        return proc, base
+    raise AssertionError("unreachable")
 
 
 def start_gateway(tmp: Path, config: Path, state: Path, *extra: str, env: dict[str, str] | None = None
                   ) -> tuple[Proc, str]:
-    port = free_port()
-    proc = Proc(
-        abgate_cmd("serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                   "--state-dir", str(state), *extra),
-        log=tmp / f"gateway-{port}.log",
-        env=env or {},
-    ).start()
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/readyz", proc)
-    return proc, base
+    for attempt in range(3):
+        port = free_port()
+        proc = Proc(
+            abgate_cmd("serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                       "--state-dir", str(state), *extra),
+            log=tmp / f"gateway-{port}.log",
+            env=env or {},
+        ).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/readyz", proc)
+        except RuntimeError:
+            if attempt < 2 and _in_use(proc):  # the port was taken meanwhile: another one
+                continue
+            raise
+        return proc, base
+    raise AssertionError("unreachable")
