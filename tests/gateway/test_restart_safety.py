@@ -33,7 +33,7 @@ guardrails:
 TREATMENT = "ft:gpt-4o-mini-2024-07-18:acme:support:abc123"
 
 
-def _poll(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+def _poll(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
