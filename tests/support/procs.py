@@ -98,7 +98,7 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def wait_http(url: str, proc: Proc | None = None, timeout: float = 20.0) -> None:
+def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0) -> None:
     """Poll `url` until it answers 2xx; fail early (with the log) if the process died."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -114,7 +114,7 @@ def wait_http(url: str, proc: Proc | None = None, timeout: float = 20.0) -> None
     raise TimeoutError(f"{url} not ready after {timeout}s ({last}):\n{proc.output()[-4000:] if proc else ''}")
 
 
-def wait_port(port: int, proc: Proc | None = None, timeout: float = 10.0) -> None:
+def wait_port(port: int, proc: Proc | None = None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
