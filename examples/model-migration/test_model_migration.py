@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ if str(ROOT) not in sys.path:  # examples are collected without the tests packag
     sys.path.insert(0, str(ROOT))
 
 from tests.support.archive import archived_events  # noqa: E402
-from tests.support.procs import Proc, abgate_cmd, free_port, start_simulator, wait_http  # noqa: E402
+from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_simulator, wait_http  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -56,24 +55,16 @@ def traffic(gw: str, users: int, requests: int, seed: int) -> dict:
 
 def wait_serving(gw: str, version: int) -> None:
     """The gateway polls the store (0.5 s): wait until it serves `version`."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if httpx.get(f"{gw}/admin/config").json()["version"] >= version:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"gateway not serving config version {version}")
+    poll_until(lambda: httpx.get(f"{gw}/admin/config").json()["version"] >= version, f"config v{version}",
+               timeout=15, interval=0.1)
 
 
 def wait_archived(state: Path, phase: int, n: int) -> None:
-    deadline = time.monotonic() + 15
-    seen = 0
-    while time.monotonic() < deadline:
-        seen = sum(1 for e in archived_events(state) if e.get("kind") == "interaction" and e.get("phase") == phase
-                   and e.get("traffic") == "live")
-        if seen >= n:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{seen} of {n} interactions of phase {phase} archived")
+    def archived() -> bool:
+        return sum(1 for e in archived_events(state) if e.get("kind") == "interaction" and e.get("phase") == phase
+                   and e.get("traffic") == "live") >= n
+
+    poll_until(archived, f"{n} interactions of phase {phase} archived", timeout=15, interval=0.1)
 
 
 def current(state: Path):  # noqa: ANN201

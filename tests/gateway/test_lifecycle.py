@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway import lifecycle as lc
 from gateway.config import ConfigError, validate
-from tests.support.procs import start_gateway, start_simulator
+from tests.support.procs import poll_until, start_gateway, start_simulator
 
 CFG = {
     "routes": {"support": {"experiment": "e", "arms": [
@@ -106,18 +105,14 @@ upstreams:
 """)
         gw, base = start_gateway(tmp_path, cfg, tmp_path / "state")
         series = 'abgate_model_days_to_shutdown{arm="control",model="ft:gpt-4o-mini-2024-07-18:acme:support:abc123"'
-        deadline = time.monotonic() + 15
-        text = ""
-        while time.monotonic() < deadline and series not in text:
-            text = httpx.get(f"{base}/metrics").text
-            time.sleep(0.1)
+        poll_until(lambda: series in httpx.get(f"{base}/metrics").text, "the days-to-shutdown gauge", timeout=15,
+                   interval=0.1)
+        text = httpx.get(f"{base}/metrics").text
         assert series in text, text[-2000:]
         value = float(next(line for line in text.splitlines() if line.startswith(series)).rsplit(" ", 1)[1])
         assert abs(value - lc.days_to(date(2027, 1, 14))) < 0.1
         assert 'arm="luna"' not in "\n".join(x for x in text.splitlines() if x.startswith("abgate_model_days"))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "model_retiring" not in gw.output():
-            time.sleep(0.05)
+        poll_until(lambda: "model_retiring" in gw.output(), "the model_retiring warning", timeout=10)
         out = gw.output()
         line = next(x for x in out.splitlines() if "model_retiring" in x)
         assert "2027-01-14" in line and "upstream:base" in line and "ft:gpt-4o-mini-2024-07-18:acme:support:abc123" in line

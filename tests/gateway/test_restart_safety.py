@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from abgate.cli.main import app
 from gateway import config_store as cs
 from gateway.redis_store import RedisConfigStore
 from tests.conftest import write_config
-from tests.support.procs import Proc, abgate_cmd, free_port, start_gateway
+from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restart_safety")]
 
@@ -31,15 +30,6 @@ guardrails:
   - {metric: error, direction: decrease}
 """
 TREATMENT = "ft:gpt-4o-mini-2024-07-18:acme:support:abc123"
-
-
-def _poll(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _store(state: Path, redis_url: str | None) -> cs.ConfigStore:
@@ -115,7 +105,7 @@ def test_promote_rollback_rollout_then_restart_with_the_original_file_changes_no
     stepped = store.current()
     assert stepped is not None and _traffic(stepped)[0] == pytest.approx({"control": 0.95, "treatment": 0.05})
     assert [v.action for v in store.history()] == ["seed", "promote", "rollback", "rollout_step"]
-    _poll(lambda: _served_version(base) == stepped.version, "the rollout step to be served")
+    poll_until(lambda: _served_version(base) == stepped.version, "the rollout step to be served")
     # restart with the original file: weights, phase and version unchanged, nothing written
     gateways[-1].stop(sig=signal.SIGTERM)
     proc, base = start_gateway(tmp_path, cfg, state, *extra)
@@ -158,7 +148,7 @@ def test_a_worker_killed_minus_9_is_respawned_without_writing_config(
     proc, base = start_gateway(tmp_path, cfg, state, "--workers", "2")
     gateways.append(proc)
     assert proc.popen is not None
-    _poll(lambda: len(_workers(proc.popen.pid)) == 2 and proc.output().count("Application startup complete") >= 2,
+    poll_until(lambda: len(_workers(proc.popen.pid)) == 2 and proc.output().count("Application startup complete") >= 2,
           "two workers")
     r = httpx.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 1.0,
                                                    "decision_id": "dec-9"}, timeout=10)
@@ -171,7 +161,7 @@ def test_a_worker_killed_minus_9_is_respawned_without_writing_config(
     started = proc.output().count("Application startup complete")
     os.kill(victim, signal.SIGKILL)
     # uvicorn respawns it; its start-up is over once it reports "Application startup complete"
-    _poll(lambda: len(_workers(proc.popen.pid) - before) == 1
+    poll_until(lambda: len(_workers(proc.popen.pid) - before) == 1
           and proc.output().count("Application startup complete") > started, "the respawned worker")
     assert store.latest_version() == 2 and store.current() == promoted
     for _ in range(10):  # whichever worker answers serves the promotion
@@ -195,7 +185,7 @@ def test_two_replicas_on_one_redis_restarting_one_keeps_the_others_change(
     assert r.status_code == 200, r.text
     promoted = store.current()
     assert promoted is not None and promoted.version == 2
-    _poll(lambda: _served_version(base_b) == 2, "replica B to follow")
+    poll_until(lambda: _served_version(base_b) == 2, "replica B to follow")
     # restart B with its own (unchanged) file: nothing is written
     b.stop(sig=signal.SIGTERM)
     b, base_b = start_gateway(tmp_path, file_b, tmp_path / "state-b", "--redis", url)
@@ -203,12 +193,12 @@ def test_two_replicas_on_one_redis_restarting_one_keeps_the_others_change(
     assert store.current() == promoted and _served_version(base_b) == 2
     # edit B's file while it runs (a new treatment model): applied once, A's weights kept
     file_b.write_text(file_b.read_text().replace(f'"{TREATMENT}", weight', '"gpt-4o-mini-2024-07-18", weight'))
-    _poll(lambda: store.latest_version() == 3, "B to apply its edited file")
+    poll_until(lambda: store.latest_version() == 3, "B to apply its edited file")
     cur = store.current()
     assert cur is not None and cur.action == "file"
     assert _traffic(cur)[0] == pytest.approx({"control": 0.2, "treatment": 0.8})
     assert cur.config.routes["support"].arms[1].model == "gpt-4o-mini-2024-07-18"
-    _poll(lambda: _served_version(base_a) == 3, "replica A to follow")
+    poll_until(lambda: _served_version(base_a) == 3, "replica A to follow")
     assert store.latest_version() == 3  # A's own (unchanged) file is not written back
     store.close()
 
@@ -226,7 +216,7 @@ def test_live_file_edits_keep_managed_weights_and_conflicting_edits_are_refused(
     # a GitOps edit: new treatment model, and the file still says 50/50
     original = cfg.read_text()
     cfg.write_text(original.replace(f'"{TREATMENT}", weight', '"gpt-4o-mini-2024-07-18", weight'))
-    _poll(lambda: _served_version(base) == 3, "the edited file to be served")
+    poll_until(lambda: _served_version(base) == 3, "the edited file to be served")
     cur = store.current()
     assert cur is not None and cur.action == "file" and cur.author == "file-reload"
     assert _traffic(cur)[0] == {"control": 0.0, "treatment": 1.0}
@@ -234,7 +224,7 @@ def test_live_file_edits_keep_managed_weights_and_conflicting_edits_are_refused(
     assert "kept managed traffic control=0, treatment=1" in cur.reason
     # an edit that removes the arm carrying all traffic is refused; version 3 keeps serving
     cfg.write_text(re.sub(r"      - \{name: treatment.*\n", "", original).replace("weight: 0.5}", "weight: 1.0}"))
-    _poll(lambda: "config_file_refused" in proc.output(), "the refusal")
+    poll_until(lambda: "config_file_refused" in proc.output(), "the refusal")
     assert "routes.support.arms: removes arm 'treatment', which carries 100% of the route's traffic" in proc.output()
     assert store.latest_version() == 3 and _served_version(base) == 3
     # `serve` refuses to start with it (exit 1, nothing written) while the old one keeps serving
@@ -246,7 +236,7 @@ def test_live_file_edits_keep_managed_weights_and_conflicting_edits_are_refused(
     assert store.latest_version() == 3
     # once the operator drains the arm, the running gateway applies the waiting edit
     _cli("rollback", "support", "--reason", "drain treatment", "--state-dir", str(state))
-    _poll(lambda: store.latest_version() == 5, "the drained edit to be applied")
+    poll_until(lambda: store.latest_version() == 5, "the drained edit to be applied")
     cur = store.current()
     assert cur is not None and [a.name for a in cur.config.routes["support"].arms] == ["control"]
     assert [v.action for v in store.history()][3:] == ["rollback", "file"]

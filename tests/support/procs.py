@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,16 @@ class Proc:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def poll_until(cond: Callable[[], bool], what: str, timeout: float = 60.0, interval: float = 0.05) -> None:
+    """Poll `cond` until it holds; fail with `what` after `timeout` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0) -> None:

@@ -4,17 +4,17 @@ under the dataset's tenant, exactly the file the export returns; the runs log ha
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from litestar import Litestar, Response
 from litestar.testing import TestClient
 
 from gateway.errors import ApiError
-from tests.support.procs import start_simulator
+from tests.support.procs import poll_until, start_simulator
 from training.admin_api import handlers
 from training.registry import Registry
 
@@ -82,12 +82,13 @@ def test_launch_by_dataset_id(client: TestClient, tmp_path: Path) -> None:
     bad_model = client.post("/admin/fine-tune/create", json={"base_model": "llama-9", "dataset_id": ds})
     assert bad_model.status_code == 400 and "does not offer 'llama-9'" in bad_model.json()["error"]["message"]
 
-    deadline = time.monotonic() + 30
-    while True:
-        st = client.get(f"/admin/fine-tune/{job['job_id']}/status").json()
-        if st["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def status() -> dict[str, Any]:
+        out: dict[str, Any] = client.get(f"/admin/fine-tune/{job['job_id']}/status").json()
+        return out
+
+    poll_until(lambda: status()["status"] in ("succeeded", "failed", "cancelled"), "the job to end", timeout=30,
+               interval=0.2)
+    st = status()
     assert st["status"] == "succeeded", st
     run = st["run"]
     assert run["tenant_id"] == "globex" and run["dataset_name"] == "calls-week-48"
