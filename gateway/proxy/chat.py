@@ -7,7 +7,7 @@ import msgspec
 from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.proxy.chat_relay import ensure_usage, relay_json, relay_stream
-from gateway.proxy.choose import choose, route_for
+from gateway.proxy.choose import choose, read_routed
 from gateway.proxy.context import Ctx, Json
 from gateway.proxy.forward import forward_with_fallback
 from gateway.proxy.handler import Watch, handle
@@ -16,12 +16,8 @@ from gateway.proxy.request import (
     Receive,
     Scope,
     Send,
-    content_type_is_json,
     field,
     is_true,
-    parse,
-    read_body,
-    route_name,
 )
 from gateway.runtime import Runtime
 
@@ -40,12 +36,7 @@ def check_messages(doc: dict[str, msgspec.Raw]) -> list[Json]:
 
 async def _chat(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal, receive: Receive, send: Send,
                 watch: Watch) -> None:
-    comp = ctx.comp
-    json_ct = content_type_is_json(headers)
-    doc = parse(await read_body(receive, headers, comp.max_body, comp.body_timeout), json_ct)
-    name = route_name(doc)
-    ra = route_for(comp, principal, name)
-    ctx.route, ctx.experiment, ctx.phase, ctx.capture = name, ra.experiment, ra.route.phase, ra.route.capture
+    doc, ra = await read_routed(ctx, headers, principal, receive)
     ctx.messages = check_messages(doc)
     if "tools" in doc:  # the tool definitions, so a tool-call answer becomes a complete training example
         ctx.tools = field(doc, "tools")

@@ -12,7 +12,7 @@ from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.ids import IdSigner, InteractionRef
 from gateway.proxy.context import Ctx
-from gateway.proxy.request import Headers, field
+from gateway.proxy.request import Headers, Receive, content_type_is_json, field, parse, read_body, route_name
 from gateway.runtime import ArmTarget, Compiled
 
 # `hash_attribute: user` (the default) takes the first of these body fields that is set, so
@@ -29,6 +29,18 @@ def route_for(comp: Compiled, principal: Principal, name: str) -> RouteAssigner:
         raise ApiError(404, f"The model `{name[:200]}` does not exist or you do not have access to it.",
                        "model_not_found", param="model")
     return ra
+
+
+async def read_routed(ctx: Ctx, headers: Headers, principal: Principal, receive: Receive
+                      ) -> tuple[dict[str, msgspec.Raw], RouteAssigner]:
+    """The request body, parsed, and the route its `model` names (checked against the key);
+    the route's fields go on `ctx`. Every proxied endpoint starts here."""
+    comp = ctx.comp
+    doc = parse(await read_body(receive, headers, comp.max_body, comp.body_timeout), content_type_is_json(headers))
+    name = route_name(doc)
+    ra = route_for(comp, principal, name)
+    ctx.route, ctx.experiment, ctx.phase, ctx.capture = name, ra.experiment, ra.route.phase, ra.route.capture
+    return doc, ra
 
 
 def _scalar(v: object) -> str | None:

@@ -6,7 +6,7 @@ import msgspec
 
 from gateway.auth import Principal
 from gateway.errors import ApiError
-from gateway.proxy.choose import choose, route_for
+from gateway.proxy.choose import choose, read_routed
 from gateway.proxy.context import Ctx
 from gateway.proxy.forward import UpstreamFailure, forward_with_fallback
 from gateway.proxy.handler import Watch, handle
@@ -15,11 +15,7 @@ from gateway.proxy.request import (
     Receive,
     Scope,
     Send,
-    content_type_is_json,
     field,
-    parse,
-    read_body,
-    route_name,
 )
 from gateway.proxy.respond import send_json
 from gateway.runtime import ArmTarget, Runtime
@@ -55,12 +51,7 @@ async def relay_json(ctx: Ctx, resp: UpstreamResponse, target: ArmTarget, send: 
 
 async def _embed(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal, receive: Receive, send: Send,
                  watch: Watch) -> None:
-    comp = ctx.comp
-    json_ct = content_type_is_json(headers)
-    doc = parse(await read_body(receive, headers, comp.max_body, comp.body_timeout), json_ct)
-    name = route_name(doc)
-    ra = route_for(comp, principal, name)
-    ctx.route, ctx.experiment, ctx.phase, ctx.capture = name, ra.experiment, ra.route.phase, ra.route.capture
+    doc, ra = await read_routed(ctx, headers, principal, receive)
     inp = field(doc, "input")
     if not isinstance(inp, (str, list)) or (isinstance(inp, list) and not inp):
         raise ApiError(400, "`input` is required: a string or a non-empty array", "invalid_request", param="input")

@@ -13,7 +13,7 @@ import msgspec
 from gateway.auth import Principal
 from gateway.errors import ApiError
 from gateway.ids import IdSigner, InteractionRef, InvalidInteractionId
-from gateway.proxy.choose import choose, route_for, sign
+from gateway.proxy.choose import choose, read_routed, sign
 from gateway.proxy.context import Ctx, Json
 from gateway.proxy.forward import UpstreamFailure, forward_with_fallback
 from gateway.proxy.handler import Watch, handle
@@ -22,12 +22,8 @@ from gateway.proxy.request import (
     Receive,
     Scope,
     Send,
-    content_type_is_json,
     field,
     is_true,
-    parse,
-    read_body,
-    route_name,
 )
 from gateway.proxy.respond import send_json
 from gateway.proxy.sse import relay_sse
@@ -222,12 +218,7 @@ async def relay_stream(ctx: Ctx, resp: UpstreamResponse, target: ArmTarget, send
 
 async def _create(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal, receive: Receive, send: Send,
                   watch: Watch) -> None:
-    comp = ctx.comp
-    json_ct = content_type_is_json(headers)
-    doc = parse(await read_body(receive, headers, comp.max_body, comp.body_timeout), json_ct)
-    name = route_name(doc)
-    ra = route_for(comp, principal, name)
-    ctx.route, ctx.experiment, ctx.phase, ctx.capture = name, ra.experiment, ra.route.phase, ra.route.capture
+    doc, ra = await read_routed(ctx, headers, principal, receive)
     inp = field(doc, "input")
     if inp is not None and not isinstance(inp, (str, list)):
         raise ApiError(400, "`input` must be a string or an array of input items", "invalid_request", param="input")
@@ -238,7 +229,7 @@ async def _create(ctx: Ctx, scope: Scope, headers: Headers, principal: Principal
     if "previous_response_id" in doc:
         prev = field(doc, "previous_response_id")
         if prev is not None:
-            ref, up_id = resolve(ctx.rt.signer, prev, ctx.tenant, name)
+            ref, up_id = resolve(ctx.rt.signer, prev, ctx.tenant, ctx.route)
             doc["previous_response_id"] = msgspec.Raw(_enc.encode(up_id))
             ctx.previous_response_id = prev if isinstance(prev, str) else None
             sticky = ref.arm
