@@ -13,7 +13,8 @@ import pytest
 
 from gateway import config as cfgmod
 from gateway.errors import ApiError
-from gateway.proxy import record
+from gateway.ratelimit import RateLimiter
+from gateway.proxy import handler, record
 from gateway.proxy.request import Headers, parse, read_body
 from gateway.upstream import MockResponse, UpstreamRequest
 from tests.gateway.harness import CONFIG, gateway, json_response
@@ -115,6 +116,8 @@ auth:
 async def test_unauthenticated_junk_is_counted_sampled_and_limited(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(record, "unauth_sampler", record._Sampler())
+    # a frozen clock: the bucket never refills mid-test, however slow the machine is
+    monkeypatch.setattr(handler, "unauth_limiter", RateLimiter(clock=lambda: 0.0))
     async with gateway(tmp_path, _echo, config=AUTH_CONFIG) as gw:
         statuses = []
         for i in range(60):
