@@ -7,18 +7,29 @@ estimate confirms them against the threshold.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:  # datasketch pulls in scipy (about 1 s): imported on first use, not by `abgate serve`
+    import numpy as np
+    from datasketch import MinHash
 
 NUM_PERM = 128
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Drawing the permutations is most of a MinHash's construction cost; every sketch uses the
-# same seed, so draw them once (read-only) and share them (same values as MinHash(seed=1)).
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
-_PERMUTATIONS.flags.writeable = False
+
+
+@functools.cache
+def _permutations() -> np.ndarray:
+    """Drawing the permutations is most of a MinHash's construction cost; every sketch uses the
+    same seed, so draw them once (read-only) and share them (same values as MinHash(seed=1))."""
+    from datasketch import MinHash
+
+    perms: np.ndarray = MinHash(num_perm=NUM_PERM, seed=1).permutations
+    perms.flags.writeable = False
+    return perms
 
 
 def normalize(text: str) -> str:
@@ -40,7 +51,9 @@ def shingles(text: str) -> set[bytes]:
 
 
 def minhash(text: str) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme="affine32")
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_permutations(), scheme="affine32")
     m.update_batch(list(shingles(text)))
     return m
 
@@ -56,6 +69,8 @@ def near_duplicate_pairs(
     """(i, j, similarity) with i < j for every pair at or above `threshold` (exact duplicates included)."""
     if len(texts) < 2:
         return []
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     hashes = sketches(texts) if hashes is None else hashes
     pairs: list[tuple[int, int, float]] = []
@@ -79,6 +94,8 @@ def remove_duplicates(
     kept: list[int] = []
     removed: list[dict[str, object]] = []
     by_exact: dict[str, int] = {}
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if threshold else None
     indexed: dict[int, MinHash] = {}
     for i, text in enumerate(texts):
