@@ -13,9 +13,9 @@ import pytest
 
 from gateway import config as cfgmod
 from gateway.errors import ApiError
-from gateway.ratelimit import RateLimiter
 from gateway.proxy import handler, record
 from gateway.proxy.request import Headers, parse, read_body
+from gateway.ratelimit import RateLimiter
 from gateway.upstream import MockResponse, UpstreamRequest
 from tests.gateway.harness import CONFIG, gateway, json_response
 
