@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import Literal, TypedDict
 
 from datasketch import MinHash, MinHashLSH
 
@@ -68,16 +69,25 @@ def near_duplicate_pairs(
     return pairs
 
 
+class Duplicate(TypedDict):
+    """One removed text: `index` duplicates the kept text `duplicate_of`."""
+
+    index: int
+    duplicate_of: int
+    kind: Literal["exact", "near"]
+    similarity: float
+
+
 def remove_duplicates(
     texts: Sequence[str], threshold: float | None, hashes: Sequence[MinHash] | None = None
-) -> tuple[list[int], list[dict[str, object]]]:
+) -> tuple[list[int], list[Duplicate]]:
     """Keep the first of every duplicate group (callers order by preference).
 
     Returns (kept indices, removed: [{index, duplicate_of, kind: exact|near, similarity}]).
     `hashes`, when given, are the texts' precomputed `sketches`.
     """
     kept: list[int] = []
-    removed: list[dict[str, object]] = []
+    removed: list[Duplicate] = []
     by_exact: dict[str, int] = {}
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if threshold else None
     indexed: dict[int, MinHash] = {}
