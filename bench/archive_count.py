@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +33,9 @@ class ArchiveCount:
                 "duplicate_event_ids": self.duplicates, "unreadable_lines": self.unreadable, "files": self.files}
 
 
-def count_lines(lines: list[bytes] | object, into: ArchiveCount, seen: set[str]) -> None:
+def count_lines(lines: Iterable[bytes], into: ArchiveCount, seen: set[str]) -> None:
     decoder = msgspec.json.Decoder(_Head)
-    for raw in lines:  # type: ignore[attr-defined]
+    for raw in lines:
         line = raw.strip()
         if not line:
             continue

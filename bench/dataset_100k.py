@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        t = Table("step", "seconds", title="dataset build")
+        table = Table("step", "seconds", title="dataset build")
         for k in ("read_s", "build_s", "store_s", "seconds"):
-            t.add_row({"seconds": "total"}.get(k, k[:-2]), f"{out[k]:.2f}")
-        console.print(t)
+            table.add_row({"seconds": "total"}.get(k, k[:-2]), f"{out[k]:.2f}")
+        console.print(table)
         console.print(f"{out['candidates']:,} candidates -> {out['examples']:,} examples; "
                       f"{out['duplicates_near']:,} near and {out['duplicates_exact']:,} exact duplicates removed; "
                       f"splits {out['splits']}; archive generated in {gen_s:.1f} s")

@@ -36,7 +36,9 @@ async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 @post("/v1/chat/completions")
-async def chat(request: Request, state: State) -> Response[bytes] | Stream:
+async def chat(
+    request: Request[Any, Any, State], state: State,
+) -> Response[bytes] | Response[dict[str, dict[str, str]]] | Stream:
     body = await request.body()
     headers = {k: v for k in _FORWARD_HEADERS if (v := request.headers.get(k)) is not None}
     session: aiohttp.ClientSession = state.session

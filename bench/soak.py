@@ -190,8 +190,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if w.poll() is None:
                 w.kill()
                 w.wait(5)
-        for p in reversed(procs):
-            p.stop(timeout=30)
+        for proc in reversed(procs):
+            proc.stop(timeout=30)
         stack.close()
         if args.keep:
             console.print(f"work dir kept: {work}")

@@ -22,21 +22,27 @@ import math
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import msgspec
 
 from evaluation import analysis as an
+from evaluation import stats
 from evaluation.criteria import Criteria, Criterion
+from gateway import metric_catalog as catalog
+
+if TYPE_CHECKING:
+    from gateway.config_store import ConfigStore
 
 Verdict = Literal["GO", "NO-GO", "HOLD"]
 MetricVerdictName = Literal["met", "short", "inconclusive", "worse", "ok", "missing", "insufficient"]
+Role = Literal["success", "guardrail"]
 EXIT_CODES: dict[str, int] = {"GO": 0, "NO-GO": 3, "HOLD": 4}
 
 
 class MetricVerdict(msgspec.Struct, frozen=True):
     metric: str
-    role: Literal["success", "guardrail"]
+    role: Role
     direction: str
     effect: str
     threshold: float  # on the lift: +min_effect / -min_effect for success, tolerance for guardrails
@@ -182,20 +188,43 @@ def _fmt_ci(m: MetricVerdict) -> str:
 # Online stage
 
 
-def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: str) -> MetricVerdict:
+class _CriterionFields(TypedDict):
+    """The MetricVerdict fields that come from the criterion."""
+
+    metric: str
+    role: Role
+    direction: str
+    effect: str
+    min_value: float | None
+    alpha: float
+    definition: str
+
+
+class _ArmFields(TypedDict):
+    """The MetricVerdict fields that come from the two arms' values."""
+
+    control_value: float | None
+    treatment_value: float | None
+    n_control: int
+    n_treatment: int
+    coverage_control: float | None
+    coverage_treatment: float | None
+
+
+def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: Role) -> MetricVerdict:
     res = a.metrics.get(c.metric)
     alpha = crit.family_alpha(role)
-    base: dict[str, Any] = dict(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
-                                min_value=c.min_value, alpha=alpha,
-                                definition=an.catalog.definition(c.metric).meaning)
+    base = _CriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
+                            min_value=c.min_value, alpha=alpha,
+                            definition=catalog.definition(c.metric).meaning)
     thr0 = c.min_effect if role == "success" else c.tolerance
     if res is None or not res.has_data(crit.control) or not res.has_data(crit.treatment):
         arms_missing = [x for x in (crit.control, crit.treatment) if res is None or not res.has_data(x)]
         return MetricVerdict(**base, threshold=thr0, verdict="missing",
                              note=f"no values in arm(s) {', '.join(arms_missing)}")
     cs, ts = res.arms[crit.control], res.arms[crit.treatment]
-    common = dict(control_value=_f(cs.mean), treatment_value=_f(ts.mean), n_control=cs.units, n_treatment=ts.units,
-                  coverage_control=_f(cs.coverage), coverage_treatment=_f(ts.coverage))
+    common = _ArmFields(control_value=_f(cs.mean), treatment_value=_f(ts.mean), n_control=cs.units,
+                        n_treatment=ts.units, coverage_control=_f(cs.coverage), coverage_treatment=_f(ts.coverage))
     comp = a.compare(c.metric, crit.treatment, c.effect, alpha) if crit.treatment in res.lifts else None
     if comp is None or not math.isfinite(comp.estimate) or not math.isfinite(comp.low):
         if role == "guardrail" and cs.sd == 0 and ts.sd == 0 and cs.mean == ts.mean \
@@ -221,9 +250,9 @@ def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: str) -> 
             verdict = "inconclusive"
         else:
             if a.method == "sequential":
-                hw = an.stats.sequential_halfwidth(se, ts.units, alpha, an.stats.sequential_rho(alpha, a.tuning))
+                hw = stats.sequential_halfwidth(se, ts.units, alpha, stats.sequential_rho(alpha, a.tuning))
             else:
-                hw = an.stats.z_crit(alpha) * se
+                hw = stats.z_crit(alpha) * se
             lo, hi = ts.mean - hw, ts.mean + hw
             if c.direction == "increase":
                 verdict = "met" if lo >= c.min_value else "short" if hi < c.min_value else "inconclusive"
@@ -268,7 +297,7 @@ def decide_online(
     crit: Criteria,
     state_dir: Path,
     *,
-    store=None,
+    store: ConfigStore | None = None,
     criteria_path: str | None = None,
     criteria_sha256: str | None = None,
     decided_by: str = "",

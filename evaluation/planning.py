@@ -38,7 +38,7 @@ def _sequential_ok(n: int, sd_c: float, sd_t: float, ratio: float, mde: float, a
     total = n + nt
     rho = stats.sequential_rho(alpha, tuning if tuning else float(total))
     hw = stats.sequential_halfwidth(se, total, alpha, rho)
-    zb = float(stats._scipy_stats().norm.ppf(power))  # type: ignore[no-untyped-call]
+    zb = float(stats._scipy_stats().norm.ppf(power))
     return mde - hw >= zb * se
 
 

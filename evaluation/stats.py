@@ -13,15 +13,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 
-def _scipy_stats():  # noqa: ANN202 - scipy.stats is a 0.5 s import; the CLI loads it only when used
+class _Distribution(Protocol):
+    """The scalar methods used here of a scipy.stats distribution (`norm`, `t`, `binom`, `chi2`);
+    extra positional arguments are its shape parameters (degrees of freedom; n and p)."""
+
+    def ppf(self, q: float, /, *shape: float) -> float: ...
+    def sf(self, x: float, /, *shape: float) -> float: ...
+    def cdf(self, x: float, /, *shape: float) -> float: ...
+
+
+class _ScipyStats(Protocol):
+    """The part of `scipy.stats` used here (scipy ships no type information)."""
+
+    norm: _Distribution
+    t: _Distribution
+    binom: _Distribution
+    chi2: _Distribution
+
+
+def _scipy_stats() -> _ScipyStats:
+    """scipy.stats is a 0.5 s import; the CLI loads it only when used."""
     from scipy import stats
 
-    return stats
+    typed: _ScipyStats = stats
+    return typed
 
 __all__ = [
     "Interval",

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 from gateway import events as ev
 from gateway.archive import ArchiveWriter
@@ -51,6 +52,16 @@ class Scenario:
     anonymous_interactions: int = 0  # no unit (must be ignored)
 
 
+class _ExperimentFields(TypedDict):
+    """The event fields every synthetic event shares."""
+
+    tenant: str
+    route: str
+    experiment: str
+    phase: int
+    config_version: int
+
+
 def _ts(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -68,15 +79,15 @@ def generate(state_dir: Path, sc: Scenario) -> int:
     span = timedelta(days=sc.days)
     batch: list[ev.Event] = []
     total = 0
-    common = dict(tenant="default", route=sc.route, experiment=sc.experiment, phase=sc.phase,
-                  config_version=sc.config_version)
+    common = _ExperimentFields(tenant="default", route=sc.route, experiment=sc.experiment, phase=sc.phase,
+                               config_version=sc.config_version)
 
     def flush() -> None:
         nonlocal total, batch
         total += writer.write(sorted(batch, key=lambda e: e.ts), fsync=False)
         batch = []
 
-    def interaction(arm: ArmSpec, unit: str | None, traffic: str, t: datetime) -> str:
+    def interaction(arm: ArmSpec, unit: str | None, traffic: ev.Traffic, t: datetime) -> str:
         iid = f"ix-{rng.getrandbits(64):016x}"
         failed = rng.random() < arm.error_rate
         batch.append(

@@ -72,9 +72,13 @@ class Stats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+def _text(value: bytes | str) -> str:
+    """A reply as text: redis-py types replies as bytes or str (str with decode_responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _entry_ms(entry_id: bytes | str) -> int:
-    s = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(s.split("-", 1)[0])
+    return int(_text(entry_id).split("-", 1)[0])
 
 
 class Archiver:
@@ -131,14 +135,14 @@ class Archiver:
     def renew_lease(self) -> None:
         key = LEASE_PREFIX + self.consumer
         holder = self.r.get(key)
-        if holder is not None and holder.decode() != self._lease_token:
+        if holder is not None and _text(holder) != self._lease_token:
             raise ArchiverError(f"lost the lease on consumer {self.consumer!r} to {holder!r}")
         self.r.set(key, self._lease_token, px=int(self.lease_s * 1000))
 
     def release_lease(self) -> None:
         key = LEASE_PREFIX + self.consumer
         try:
-            if (self.r.get(key) or b"").decode() == self._lease_token:
+            if _text(self.r.get(key) or b"") == self._lease_token:
                 self.r.delete(key)
         except redis.RedisError:
             pass
@@ -194,6 +198,8 @@ class Archiver:
                                  block=self.block_ms if block and start == ">" else None)
         if not resp:
             return []
+        # RESP2 (the client's protocol) replies [[stream, [(id, fields), ...]]]; RESP3 would be a dict.
+        assert isinstance(resp, list), f"unexpected XREADGROUP reply {type(resp).__name__}"
         # Pending entries deleted meanwhile come back with empty fields: just ack them.
         return [(eid, fields or {}) for eid, fields in resp[0][1]]
 
@@ -263,8 +269,8 @@ class Archiver:
             self.writer.write_lines(((e.ts[:10], raw) for _, e, raw in to_write), fsync=True)
             self.stats.written += len(to_write)
             for _, e, _ in to_write:
-                kind = type(e).__struct_config__.tag
-                self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1  # type: ignore[index]
+                kind = str(type(e).__struct_config__.tag)  # every event kind's tag is a str (gateway.events)
+                self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
 
         ids = [eid for eid, _ in entries]
         pipe = self.r.pipeline(transaction=True)

@@ -165,8 +165,9 @@ def _structured_category(messages: list[dict[str, Any]]) -> str | None:
 
 def _last_user(messages: list[dict[str, Any]]) -> str:
     for m in reversed(messages):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            return m["content"]
+        content = m.get("content")
+        if m.get("role") == "user" and isinstance(content, str):
+            return content
     return ""
 
 
@@ -241,7 +242,7 @@ def build(candidates: list[Candidate], options: BuildOptions, used: set[str] | N
     hashes = dedup.sketches(texts)
     keep_idx, removed = dedup.remove_duplicates(texts, options.dedup_threshold, hashes)
     dup_report = [
-        {"source_id": kept[d["index"]]["source_id"], "duplicate_of": kept[d["duplicate_of"]]["source_id"],  # type: ignore[index]
+        {"source_id": kept[d["index"]]["source_id"], "duplicate_of": kept[d["duplicate_of"]]["source_id"],
          "kind": d["kind"], "similarity": d["similarity"]}
         for d in removed
     ]

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:  # datasketch pulls in scipy (about 1 s): imported on first use, not by `abgate serve`
     import numpy as np
@@ -83,16 +83,25 @@ def near_duplicate_pairs(
     return pairs
 
 
+class Duplicate(TypedDict):
+    """One removed text: `index` duplicates the kept text `duplicate_of`."""
+
+    index: int
+    duplicate_of: int
+    kind: Literal["exact", "near"]
+    similarity: float
+
+
 def remove_duplicates(
     texts: Sequence[str], threshold: float | None, hashes: Sequence[MinHash] | None = None
-) -> tuple[list[int], list[dict[str, object]]]:
+) -> tuple[list[int], list[Duplicate]]:
     """Keep the first of every duplicate group (callers order by preference).
 
     Returns (kept indices, removed: [{index, duplicate_of, kind: exact|near, similarity}]).
     `hashes`, when given, are the texts' precomputed `sketches`.
     """
     kept: list[int] = []
-    removed: list[dict[str, object]] = []
+    removed: list[Duplicate] = []
     by_exact: dict[str, int] = {}
     from datasketch import MinHashLSH
 

@@ -76,8 +76,8 @@ def analyze(
             a = an.analyze(sdir, experiment, phase=phase, control=control, metrics=metric or [],
                            store=open_store(state, redis), method="fixed" if inference == "fixed" else "sequential",
                            tuning=float(expected_units))
-    except an.AnalysisError as e:
-        raise fail(str(e)) from None
+    except an.AnalysisError as err:
+        raise fail(str(err)) from None
     if metric:
         a = dataclasses.replace(a, metrics={k: v for k, v in a.metrics.items() if k in metric})
     if json:

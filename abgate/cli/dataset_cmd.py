@@ -126,8 +126,8 @@ def build(
         return
     console.print(f"[bold]{rep['candidates']}[/] candidates from {source}; "
                   f"[bold]{rep['examples']}[/] examples kept" + (f" -> dataset [cyan]{ds_id}[/]" if ds_id else ""))
-    for s in skipped[:20]:
-        console.print(f"[yellow]skipped[/] {s.where}: {s.reason}", highlight=False)
+    for skip in skipped[:20]:
+        console.print(f"[yellow]skipped[/] {skip.where}: {skip.reason}", highlight=False)
     if len(skipped) > 20:
         console.print(f"[yellow]... {len(skipped) - 20} more skipped input lines[/]")
     t = Table("filtered out because", "count", title="Filters")
@@ -137,10 +137,10 @@ def build(
     t.add_row("near duplicate", str(rep["duplicates"]["near"]))
     t.add_row("over --max", str(rep["over_max"]))
     console.print(t)
-    c = Table("category", "examples", "share", title="Category balance")
+    cats = Table("category", "examples", "share", title="Category balance")
     for k, v in rep["categories"].items():
-        c.add_row(k, str(v["count"]), f"{v['share']:.0%}")
-    console.print(c)
+        cats.add_row(k, str(v["count"]), f"{v['share']:.0%}")
+    console.print(cats)
     console.print("splits: " + ", ".join(f"{k}={v}" for k, v in rep["splits"].items())
                   + " | signals: " + ", ".join(f"{k}={v}" for k, v in rep["signals"].items()))
     r = Table("data requirement (seed 002)", "status", "detail", title="Data requirements")
@@ -321,7 +321,9 @@ def _decision(d: Any, by_id: dict[str, Any], by_source: dict[str, Any], who: str
     unknown = sorted(set(d) - _DECISION_KEYS)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_DECISION_KEYS))})")
-    ex = by_id.get(d.get("example_id")) or by_source.get(d.get("source_id"))
+    example_id, source_id = d.get("example_id"), d.get("source_id")
+    ex = ((by_id.get(example_id) if isinstance(example_id, str) else None)
+          or (by_source.get(source_id) if isinstance(source_id, str) else None))
     if ex is None:
         raise ValueError("no such example_id/source_id in this dataset")
     action = d.get("action", "accept")
@@ -439,21 +441,23 @@ def stats(
         for key in dist:
             if f.get(key) is not None:
                 dist[key][str(f[key])] += 1
+    tokens = {"min": min(counts), "mean": round(sum(counts) / len(counts), 2), "p95": tk.percentile(counts, 0.95),
+              "max": max(counts), "total": sum(counts)}
+    distributions = {k: dict(v.most_common()) for k, v in dist.items() if v}
     out = {
         "examples": len(counts),
-        "tokens": {"min": min(counts), "mean": round(sum(counts) / len(counts), 2), "p95": tk.percentile(counts, 0.95),
-                   "max": max(counts), "total": sum(counts)},
+        "tokens": tokens,
         "token_limit": tk.token_limit(model), "over_limit": est.truncated,
         "epochs": est.epochs, "epochs_auto": epochs is None, "billed_tokens": est.billed_tokens,
         "price_per_mtok": est.price_per_mtok, "estimated_cost_usd": est.cost_usd, "model": model,
-        "distributions": {k: dict(v.most_common()) for k, v in dist.items() if v},
+        "distributions": distributions,
     }
     if json:
         print_json(out)
         return
     t = Table("statistic", "value", title=f"{file} ({model})")
     for k in ("min", "mean", "p95", "max", "total"):
-        t.add_row(f"tokens per example: {k}" if k != "total" else "tokens: total", f"{out['tokens'][k]:g}")
+        t.add_row(f"tokens per example: {k}" if k != "total" else "tokens: total", f"{tokens[k]:g}")
     t.add_row("examples", str(out["examples"]))
     t.add_row("over the token limit", str(est.truncated))
     t.add_row("epochs" + (" (auto)" if epochs is None else ""), str(est.epochs))
@@ -461,7 +465,7 @@ def stats(
     t.add_row("price per 1M training tokens", "unknown" if est.price_per_mtok is None else f"${est.price_per_mtok:.2f}")
     t.add_row("estimated cost", "unknown" if est.cost_usd is None else f"${est.cost_usd:.4f}")
     console.print(t)
-    for k, v in out["distributions"].items():
+    for k, v in distributions.items():
         d = Table(k, "examples", "share")
         for name, n in v.items():
             d.add_row(name, str(n), f"{n / len(counts):.0%}")

@@ -118,19 +118,23 @@ def run(
         target = Target(base_url=url, model=model, api_key=os.environ.get(api_key_env) or "unused",
                         timeout_s=timeout, extra_body=extra)
     names = _split(scorer) or list(scorers.DEFAULT_SCORERS)
+    # The openai SDK annotates `http_client` as an httpx2 client but accepts an httpx one at run time
+    # (openai._httpx2.is_legacy_httpx_sync_client), hence the two `type: ignore[arg-type]` below.
     emb_client = None
     if embeddings_model:
         emb_url = embeddings_base_url or (target.base_url if not via_gateway else base_url) \
             or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         emb_client = openai.OpenAI(base_url=emb_url, api_key=os.environ.get(api_key_env) or "unused",
-                                   http_client=httpx.Client(timeout=timeout), max_retries=retries)
+                                   http_client=httpx.Client(timeout=timeout),  # type: ignore[arg-type]
+                                   max_retries=retries)
     judge_client = None
     if "llm_judge" in names:
         jurl = judge_gateway or via_gateway
         if not jurl or not judge_route:
             raise fail("llm_judge needs --judge-route and a gateway (--judge-gateway or --via-gateway)", EXIT_USAGE)
         judge_client = openai.OpenAI(base_url=_v1(jurl), api_key=os.environ.get(admin_token_env) or "unused",
-                                     http_client=httpx.Client(timeout=timeout), max_retries=retries)
+                                     http_client=httpx.Client(timeout=timeout),  # type: ignore[arg-type]
+                                     max_retries=retries)
     try:
         scs = scorers.build(names, scorers.ScorerOptions(
             fields=tuple(_split([fields])), embeddings_client=emb_client, embeddings_model=embeddings_model,
@@ -410,7 +414,6 @@ def full_workflow(
         trainer = make_trainer(upstream=upstream, config=config)
     except TrainerError as err:
         raise fail(str(err)) from None
-    hyper = dict(suffix=suffix, n_epochs=epochs, batch_size=batch_size, learning_rate_multiplier=lr_mult)
     with Registry(sdir) as reg:
         try:
             if training_file_id is None:
@@ -430,7 +433,8 @@ def full_workflow(
                 return
             created = wf.create_from_file_ids(trainer, reg, training_file=training_file_id,
                                               validation_file=validation_file_id, model=model, tenant=tenant,
-                                              config=config, **hyper)
+                                              config=config, suffix=suffix, n_epochs=epochs,
+                                              batch_size=batch_size, learning_rate_multiplier=lr_mult)
             console.print(f"2/6 job {created.job.id} ({created.job.status}), run {created.run_id}", highlight=False)
             if until == "job":
                 return

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 import msgspec
 
@@ -30,6 +31,7 @@ from evaluation.gate import (
     Decision,
     MetricVerdict,
     MetricVerdictName,
+    Role,
     combine,
     judge_guardrail,
     judge_success,
@@ -68,9 +70,46 @@ def _both(v: MetricVerdict, ci: MetricVerdictName, point: MetricVerdictName, mod
     return msgspec.structs.replace(v, verdict=chosen, note=f"{note}; {extra}" if note else extra)
 
 
-def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: float,
+class _CriterionFields(TypedDict):
+    """The MetricVerdict fields that come from the criterion."""
+
+    metric: str
+    role: Role
+    direction: str
+    effect: str
+    min_value: float | None
+
+
+class _PairFields(TypedDict):
+    """The MetricVerdict fields that come from the paired comparison of the two runs."""
+
+    control_value: float | None
+    treatment_value: float | None
+    n_control: int
+    n_treatment: int
+    p_value: float | None
+
+
+class _DecisionFields(TypedDict):
+    """The Decision fields known before the runs are loaded."""
+
+    decision_id: str
+    stage: str
+    experiment: str | None
+    route: str | None
+    control: str
+    treatment: str
+    criteria_path: str | None
+    criteria_sha256: str | None
+    decided_by: str
+    decided_at: str
+    min_units_per_arm: int
+
+
+def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: Role, alpha: float,
               mode: str = "ci") -> list[MetricVerdict]:
-    common = dict(metric=c.metric, role=role, direction=c.direction, effect=c.effect, min_value=c.min_value)
+    common = _CriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
+                              min_value=c.min_value)
     thr0 = c.min_effect if role == "success" else c.tolerance
     spec = _spec(base, cand, c.metric)
     if spec is None:
@@ -78,8 +117,8 @@ def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: fl
         return [MetricVerdict(**common, threshold=thr0, verdict="missing",
                               note=f"no metric {c.metric!r} in run(s) {', '.join(where)}")]
     mc = cmp.compare_metric(base, cand, spec, alpha)
-    vals = dict(control_value=_f(mc.base.mean), treatment_value=_f(mc.candidate.mean), n_control=mc.n_pairs,
-                n_treatment=mc.n_pairs, p_value=_f(mc.p_value))
+    vals = _PairFields(control_value=_f(mc.base.mean), treatment_value=_f(mc.candidate.mean), n_control=mc.n_pairs,
+                       n_treatment=mc.n_pairs, p_value=_f(mc.p_value))
     if mc.n_pairs == 0:
         return [MetricVerdict(**common, **vals, threshold=thr0, verdict="missing", note="no paired examples")]
     eff = mc.relative if c.effect == "relative" else mc.absolute
@@ -94,6 +133,7 @@ def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: str, alpha: fl
         out[0] = _both(out[0], verdict, _point(c.direction, eff.estimate, thr), mode, mc.test)
     if role == "success" and c.min_value is not None:
         lo, hi, est = mc.candidate.low, mc.candidate.high, mc.candidate.mean
+        fv: MetricVerdictName
         if lo is None or hi is None or est is None:
             fv = "missing"
         elif c.direction == "increase":
@@ -126,10 +166,10 @@ def decide(crit: Criteria, state_dir: Path, *, criteria_path: str | None = None,
     `<state>/evals` or run directories). Does not write the record (see evaluation.decisions)."""
     decision_id = new_decision_id()
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    base_d = dict(decision_id=decision_id, stage="offline", experiment=crit.experiment, route=crit.route,
-                  control=crit.control, treatment=crit.treatment, criteria_path=criteria_path,
-                  criteria_sha256=criteria_sha256, decided_by=decided_by, decided_at=now,
-                  min_units_per_arm=crit.min_examples)
+    base_d = _DecisionFields(decision_id=decision_id, stage="offline", experiment=crit.experiment, route=crit.route,
+                             control=crit.control, treatment=crit.treatment, criteria_path=criteria_path,
+                             criteria_sha256=criteria_sha256, decided_by=decided_by, decided_at=now,
+                             min_units_per_arm=crit.min_examples)
     loaded: dict[str, runs.Run] = {}
     problems: list[str] = []
     for role, ref in (("baseline", crit.baseline), ("candidate", crit.candidate)):

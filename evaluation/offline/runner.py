@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,7 @@ class RateLimiter:
             await asyncio.sleep(delay)
 
 
-def _retry_after(headers: httpx.Headers | None) -> float | None:
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -89,14 +89,16 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None, rng: ran
     if retry_after is not None:
         return min(MAX_BACKOFF_S, retry_after)
     # full jitter keeps concurrent workers from retrying in lockstep
-    return min(MAX_BACKOFF_S, base * 2 ** attempt) * (0.5 + 0.5 * rng.random())
+    return min(MAX_BACKOFF_S, base * 2.0 ** attempt) * (0.5 + 0.5 * rng.random())
 
 
 def make_client(target: Target) -> openai.AsyncOpenAI:
-    # max_retries=0: retries (and their accounting) are ours, not the SDK's
+    # max_retries=0: retries (and their accounting) are ours, not the SDK's.
+    # The openai SDK annotates `http_client` as an httpx2 client but accepts an httpx one at run
+    # time (openai._httpx2.is_legacy_httpx_async_client); httpx is what respx mocks in the tests.
     return openai.AsyncOpenAI(base_url=target.base_url, api_key=target.api_key, max_retries=0,
                               timeout=target.timeout_s, default_headers=target.headers() or None,
-                              http_client=httpx.AsyncClient(timeout=target.timeout_s))
+                              http_client=httpx.AsyncClient(timeout=target.timeout_s))  # type: ignore[arg-type]
 
 
 async def run_one(client: openai.AsyncOpenAI, target: Target, ex: EvalExample, settings: RunSettings,
@@ -143,8 +145,9 @@ def _message(e: openai.APIStatusError) -> str:
     body = e.body
     if isinstance(body, dict):
         err = body.get("error", body)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"][:300]
+        message = err.get("message") if isinstance(err, dict) else None
+        if isinstance(message, str):
+            return message[:300]
     return str(e.message)[:300]
 
 
