@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,22 +54,26 @@ class RunSettings:
 
 
 class RateLimiter:
-    """Spaces request starts at least 1/rps apart (a leaky bucket without bursts)."""
+    """Spaces request starts at least 1/rps apart (a leaky bucket without bursts).
+    `clock` and `sleep` are seams for tests (a virtual clock instead of the wall clock)."""
 
-    def __init__(self, rps: float | None) -> None:
+    def __init__(self, rps: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.interval = 1.0 / rps if rps else 0.0
         self._next = 0.0
         self._lock = asyncio.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
     async def wait(self) -> None:
         if not self.interval:
             return
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             delay = self._next - now
             self._next = max(now, self._next) + self.interval
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

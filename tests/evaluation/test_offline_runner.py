@@ -97,22 +97,24 @@ def test_gateway_mode_pins_the_arm_with_the_admin_token() -> None:
 
 
 def test_rate_limiter_spaces_request_starts() -> None:
-    async def go() -> list[float]:
-        lim = RateLimiter(50.0)  # 20 ms apart
-        loop = asyncio.get_running_loop()
-        starts: list[float] = []
+    """On a virtual clock: five requests at once start 20 ms apart; after a pause, at once again."""
+    now = [100.0]
+    slept: list[float] = []
 
-        async def one() -> None:
-            await lim.wait()
-            starts.append(loop.time())
+    async def sleep(d: float) -> None:
+        slept.append(round(d, 9))
 
-        await asyncio.gather(*(one() for _ in range(5)))
-        return sorted(starts)
+    async def go() -> None:
+        lim = RateLimiter(50.0, clock=lambda: now[0], sleep=sleep)  # 20 ms apart
+        await asyncio.gather(*(lim.wait() for _ in range(5)))
+        assert slept == [0.02, 0.04, 0.06, 0.08]
+        now[0] += 1.0  # long after the last scheduled start: no wait
+        await lim.wait()
+        assert len(slept) == 4
+        await lim.wait()  # the next one is one interval after that
+        assert slept[-1] == 0.02
 
-    starts = asyncio.run(go())
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    # asyncio.sleep never returns early, so each start is at least one interval after the previous
-    assert all(g >= 0.019 for g in gaps), gaps
+    asyncio.run(go())
 
 
 def test_concurrency_must_be_positive() -> None:
