@@ -162,16 +162,8 @@ def _q(con, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def _load(con, state_dir: Path, experiment: str) -> dict[str, int]:
-    """Materialise the experiment's interaction/feedback rows; return corrupt lines per file."""
-    keep = [c for c in archive_sql.COLUMNS if c not in ("experiment",)]
-    con.execute(
-        f"CREATE TEMP TABLE ev AS SELECT {', '.join(keep)}, "
-        "CASE WHEN kind IS NULL THEN filename END AS bad_file "
-        f"FROM {archive_sql.source_sql(state_dir)} "
-        "WHERE kind IS NULL OR (experiment = ? AND kind IN ('interaction', 'feedback'))",
-        [experiment],
-    )
-    return {f: n for f, n in _q(con, "SELECT bad_file, count(*) FROM ev WHERE kind IS NULL GROUP BY 1")}
+    """The view `ev` over the experiment's interaction/feedback events; corrupt lines per file."""
+    return archive_sql.load_events(con, "ev", state_dir, experiment=experiment, kinds=("interaction", "feedback"))
 
 
 def analyze(
@@ -222,23 +214,7 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
     elif phase not in phases:
         raise AnalysisError(f"experiment {experiment!r} has no phase {phase}; phases in the archive: {list(phases)}")
 
-    con.execute(
-        """
-        CREATE TEMP TABLE inter AS
-        SELECT interaction_id, any_value(unit) AS unit, any_value(arm) AS arm, any_value(model) AS model,
-               any_value(route) AS route, max(config_version) AS config_version,
-               min(TRY_CAST(ts AS TIMESTAMPTZ)) AS ts,
-               max(CASE WHEN status = 'ok' THEN 0.0 ELSE 1.0 END) AS error,
-               any_value(latency_ms) AS latency_ms, any_value(ttft_ms) AS ttft_ms,
-               any_value(prompt_tokens) AS prompt_tokens, any_value(completion_tokens) AS completion_tokens,
-               any_value(cost_usd) AS cost_usd
-        FROM ev
-        WHERE kind = 'interaction' AND phase = ? AND traffic = 'live' AND unit IS NOT NULL
-              AND unit <> 'anonymous' AND arm IS NOT NULL AND interaction_id IS NOT NULL
-        GROUP BY interaction_id
-        """,
-        [phase],
-    )
+    _interactions(con, phase)
     # Latest feedback per (interaction, metric); exact duplicates (same event_id) are identical.
     review_values = ", ".join(f"('{k}')" for k in REVIEW_FIELDS)
     con.execute(
@@ -371,6 +347,37 @@ def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weight
         method=method,
         tuning=tuning,
     )
+
+
+# One row per live interaction of the phase. An interaction is normally one event; one that
+# appears more than once (a replayed spool line, a retried write) is merged: earliest time,
+# latest config version, an error if any of its events is one.
+_INTER_COLS = ("interaction_id, unit, arm, model, route, config_version, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, "
+               "CASE WHEN status = 'ok' THEN 0.0 ELSE 1.0 END AS error, latency_ms, ttft_ms, prompt_tokens, "
+               "completion_tokens, cost_usd")
+_INTER_MERGE = ("interaction_id, any_value(unit), any_value(arm), any_value(model), any_value(route), "
+                "max(config_version), min(ts), max(error), any_value(latency_ms), any_value(ttft_ms), "
+                "any_value(prompt_tokens), any_value(completion_tokens), any_value(cost_usd)")
+
+
+def _interactions(con, phase: int) -> None:
+    """Create `inter`. Rows are copied as they are and only repeated ids are merged: checking
+    for repeats by a 64-bit hash first is much cheaper than grouping every row by its id."""
+    con.execute(
+        f"CREATE TEMP TABLE inter AS SELECT {_INTER_COLS} FROM ev "
+        "WHERE kind = 'interaction' AND phase = ? AND traffic = 'live' AND unit IS NOT NULL "
+        "AND unit <> 'anonymous' AND arm IS NOT NULL AND interaction_id IS NOT NULL",
+        [phase],
+    )
+    if not _q(con, "SELECT count(*) FROM (SELECT hash(interaction_id) AS h FROM inter GROUP BY h HAVING count(*) > 1)"
+              )[0][0]:
+        return  # every id once (the usual case)
+    con.execute("CREATE TEMP TABLE dup AS SELECT interaction_id FROM inter GROUP BY interaction_id HAVING count(*) > 1")
+    if _q(con, "SELECT count(*) FROM dup")[0][0]:
+        con.execute(f"CREATE TEMP TABLE merged AS SELECT {_INTER_MERGE} FROM inter "
+                    "WHERE interaction_id IN (SELECT interaction_id FROM dup) GROUP BY interaction_id")
+        con.execute("DELETE FROM inter WHERE interaction_id IN (SELECT interaction_id FROM dup)")
+        con.execute("INSERT INTO inter SELECT * FROM merged")
 
 
 def _parse_ts(ts: str) -> datetime:

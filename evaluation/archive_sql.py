@@ -117,14 +117,50 @@ def source_sql(state_dir: Path, columns: dict[str, str] | None = None) -> str:
     return "(" + " UNION ALL ".join(parts) + ")"
 
 
+def load_events(con: duckdb.DuckDBPyConnection, name: str, state_dir: Path, *, experiment: str | None = None,
+                kinds: tuple[str, ...] = (), columns: dict[str, str] | None = None) -> dict[str, int]:
+    """Create the view `name` over every readable event (of `experiment` and `kinds`, when
+    given) and return the unreadable lines per JSONL file.
+
+    JSONL is parsed once: its matching rows are materialized into the table `<name>_jsonl`.
+    Compacted Parquet days are read in place (column and filter pushdown, no copy), which
+    is what makes an analysis over compacted days fast.
+    """
+    cols = columns or COLUMNS
+    names = ", ".join(f'"{k}"' for k in cols)
+    conds = ([f"experiment = {_lit(experiment)}"] if experiment is not None else []) + (
+        [f"kind IN ({', '.join(map(_lit, kinds))})"] if kinds else [])
+    where = " AND ".join(conds) or "true"
+    parquet, jsonl = compact_layout.split_sources(state_dir)
+    parts: list[str] = []
+    bad: dict[str, int] = {}
+    if jsonl:
+        con.execute(f"CREATE TEMP TABLE {name}_jsonl AS SELECT {names}, filename "
+                    f"FROM {read_json_sql(state_dir, cols, jsonl)} WHERE kind IS NULL OR ({where})")
+        bad = {f: int(n) for f, n in con.execute(
+            f"SELECT filename, count(*) FROM {name}_jsonl WHERE kind IS NULL GROUP BY 1").fetchall()}
+        parts.append(f"SELECT {names} FROM {name}_jsonl WHERE kind IS NOT NULL")
+    if parquet:
+        parts.append(f"SELECT {names} FROM read_parquet([{', '.join(map(_lit, parquet))}]) WHERE {where}")
+    if not parts:
+        parts.append("SELECT " + ", ".join(f'NULL::{t} AS "{k}"' for k, t in cols.items()) + " WHERE false")
+    con.execute(f"CREATE TEMP VIEW {name} AS " + " UNION ALL ".join(parts))
+    return bad
+
+
 def latest_feedback_sql(source: str, columns: tuple[str, ...] = ("value",), where: str = "") -> str:
     """SELECT interaction_id, metric, <columns> of the latest feedback event per (interaction,
     metric): by parsed timestamp, ties by the larger event_id; exact duplicates collapse."""
-    packed = ", ".join(f"{c} := {c}" for c in columns)
     cond = f" AND ({where})" if where else ""
+    key = f"({TS_SQL}, coalesce(event_id, ''))"
+    if len(columns) == 1:  # one column: no struct to pack (cheaper)
+        latest, picked = f"arg_max({columns[0]}, {key}) AS {columns[0]}", columns[0]
+    else:
+        packed = ", ".join(f"{c} := {c}" for c in columns)
+        latest, picked = f"arg_max(struct_pack({packed}), {key}) AS l", ", ".join(f"l.{c} AS {c}" for c in columns)
     return (
-        f"SELECT interaction_id, metric, {', '.join(f'l.{c} AS {c}' for c in columns)} FROM ("
-        f"SELECT interaction_id, metric, arg_max(struct_pack({packed}), ({TS_SQL}, coalesce(event_id, ''))) AS l "
+        f"SELECT interaction_id, metric, {picked} FROM ("
+        f"SELECT interaction_id, metric, {latest} "
         f"FROM {source} WHERE kind = 'feedback' AND metric IS NOT NULL AND interaction_id IS NOT NULL{cond} "
         "GROUP BY interaction_id, metric)"
     )

@@ -6,10 +6,11 @@ without importing the compactor, which itself reads through `archive_sql`.
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
-from gateway.archive import events_dir
+from gateway.archive import events_dir, glob_pattern
 
 MANIFEST = "manifest.json"
 PARQUET = "events.parquet"
@@ -54,15 +55,16 @@ def valid_parquet(state_dir: Path, day: str, files: list[Path]) -> Path | None:
 
 
 def split_sources(state_dir: Path) -> tuple[list[str], list[str]]:
-    """(Parquet files of valid compacted days, JSONL files of every other day)."""
-    parquet: list[str] = []
-    jsonl: list[str] = []
+    """(Parquet files of valid compacted days, every other JSONL file of the archive: the
+    days not compacted and any file outside a `date=` partition)."""
+    every = sorted(glob.glob(glob_pattern(state_dir), recursive=True))
     if not compact_dir(state_dir).is_dir():
-        return [], [str(f) for files in day_files(state_dir).values() for f in files]
+        return [], every
+    parquet: list[str] = []
+    covered: set[str] = set()
     for day, files in day_files(state_dir).items():
         pq = valid_parquet(state_dir, day, files)
         if pq is not None:
             parquet.append(str(pq))
-        else:
-            jsonl += [str(f) for f in files]
-    return parquet, jsonl
+            covered.update(str(f) for f in files)
+    return parquet, [f for f in every if f not in covered]

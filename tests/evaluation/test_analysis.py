@@ -100,3 +100,28 @@ def test_analyze_cli_reports_method_coverage_and_definitions(tmp_path: Path) -> 
     assert json.loads(r.output)["metrics"]["approved"]["lifts"]["treatment"]["absolute"]["method"] == "fixed"
     r = CliRunner().invoke(app, ["analyze", "exp", "--inference", "bayes", "--state-dir", str(tmp_path)])
     assert r.exit_code == 2
+
+
+def test_an_interaction_logged_twice_counts_once_and_errs_if_either_event_did(tmp_path: Path) -> None:
+    # "a" is a replayed line (the same event twice); "b" has a second, failed event a minute later
+    a = _ix("a", "ua", "control")
+    b_ok = _ix("b", "ub", "control")
+    b_err = ev.Interaction(event_id="e-b-2", ts="2025-01-01T00:01:00.000Z", arm="control", interaction_id="b",
+                           unit="ub", traffic="live", model="m", stream=False, status="upstream_error",
+                           http_status=502, latency_ms=30.0, **COMMON)
+    events: list[ev.Event] = [a, a, b_ok, b_err, _ix("c", "uc", "treatment")]
+    ArchiveWriter(tmp_path).write(events)
+    res = an.analyze(tmp_path, "exp", expected_weights=W)
+    assert [(a.name, a.interactions) for a in res.arms] == [("control", 2), ("treatment", 1)]
+    err = res.metrics["error"].arms["control"]
+    assert err.units == 2 and err.mean == pytest.approx(0.5)  # ua: 0, ub: 1 (one of its events failed)
+    assert res.first_ts == "2025-01-01T00:00:00.000Z" and res.last_ts == "2025-01-01T00:00:00.000Z"
+
+
+def test_event_files_outside_a_date_partition_are_read(tmp_path: Path) -> None:
+    ArchiveWriter(tmp_path).write([_ix("a", "ua", "control")])
+    stray = tmp_path / "events" / "restored" / "old.jsonl"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(ev.encode(_ix("b", "ub", "treatment")) + b"\n")
+    res = an.analyze(tmp_path, "exp", expected_weights=W)
+    assert [a.interactions for a in res.arms] == [1, 1]
