@@ -2,15 +2,15 @@
 from JSONL; 10M < 10 s with closed days compacted to Parquet, `abgate events compact`).
 
 `--compact` also compacts the archive (all its days are closed) and times the analysis
-again over Parquet; `--sizes 10000000,100000000 --compact` reports 100M too (about 50 GB of
-JSONL on disk while it runs).
+again over Parquet. `--sizes 100000000 --parquet-only` reports 100M (about 50 GB of JSONL on
+disk while it runs; it skips the JSONL analysis, which at that size needs tens of GB of RAM).
 
 The archive is generated inside DuckDB (a few seconds, no Python objects per event) in
 the exact line format `gateway.archive.ArchiveWriter` writes: 70% interaction events,
 30% feedback (approved/csat/thumbs/edited_response/policy_violation), 20 interactions
 per unit, two arms at 50/50, treatment with a higher approval rate.
 
-    python -m bench.analyze_10m [--sizes 1000000,10000000] [--compact] [--dir DIR] [--keep] [--json]
+    python -m bench.analyze_10m [--sizes 1000000,10000000] [--compact | --parquet-only] [--dir DIR] [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
@@ -89,7 +91,56 @@ def generate(state: Path, n_events: int, files: int = 8) -> float:
     return time.perf_counter() - t0
 
 
-def run(sizes: list[int], root: Path, keep: bool, compact: bool = False) -> list[dict]:
+@dataclass
+class Result:
+    events: int
+    archive_mb: float
+    generate_s: float
+    units: int = 0
+    interactions: int = 0
+    corrupt_lines: int = 0
+    approved_lift: float = math.nan
+    approved_ci: tuple[float, float] = (math.nan, math.nan)
+    srm_p: float | None = None
+    analyze_s: float | None = None  # from JSONL (None: not run, --parquet-only)
+    target_s: float | None = None
+    compact_s: float | None = None
+    parquet_mb: float | None = None
+    analyze_parquet_s: float | None = None
+    compact_target_s: float | None = None
+    same_result: bool | None = None  # Parquet and JSONL analyses agree (None: only one was run)
+
+    @property
+    def jsonl_pass(self) -> bool:
+        return self.analyze_s is None or self.target_s is None or self.analyze_s < self.target_s
+
+    @property
+    def parquet_pass(self) -> bool:
+        return self.analyze_parquet_s is None or self.compact_target_s is None or \
+            self.analyze_parquet_s < self.compact_target_s
+
+    @property
+    def passed(self) -> bool:
+        return self.jsonl_pass and self.parquet_pass and self.same_result is not False
+
+
+def _record(res: Result, a: analysis.Analysis) -> None:
+    appr = a.metrics["approved"].lifts["treatment"].absolute
+    res.units = sum(s.units for s in a.arms)
+    res.interactions = sum(s.interactions for s in a.arms)
+    res.corrupt_lines = a.archive.corrupt_lines
+    res.approved_lift = round(appr.estimate, 4)
+    res.approved_ci = (round(appr.low, 4), round(appr.high, 4))
+    res.srm_p = a.srm.p_value if a.srm else None
+
+
+def _timed_analysis(state: Path) -> tuple[analysis.Analysis, float]:
+    t0 = time.perf_counter()
+    a = analysis.analyze(state, "bench-exp", expected_weights={"control": 0.5, "treatment": 0.5})
+    return a, round(time.perf_counter() - t0, 2)
+
+
+def run(sizes: list[int], root: Path, keep: bool, compact: bool = False, parquet_only: bool = False) -> list[Result]:
     results = []
     for n in sizes:
         state = root / f"n{n}"
@@ -97,31 +148,24 @@ def run(sizes: list[int], root: Path, keep: bool, compact: bool = False) -> list
             shutil.rmtree(state)
         gen_s = generate(state, n)
         size_mb = sum(p.stat().st_size for p in (state / "events").rglob("*.jsonl")) / 1e6
-        t0 = time.perf_counter()
-        a = analysis.analyze(state, "bench-exp", expected_weights={"control": 0.5, "treatment": 0.5})
-        secs = time.perf_counter() - t0
-        appr = a.metrics["approved"].lifts["treatment"].absolute
-        res = {
-            "events": n, "archive_mb": round(size_mb, 1), "generate_s": round(gen_s, 2), "analyze_s": round(secs, 2),
-            "target_s": TARGET_S.get(n), "units": sum(s.units for s in a.arms),
-            "interactions": sum(s.interactions for s in a.arms), "corrupt_lines": a.archive.corrupt_lines,
-            "approved_lift": round(appr.estimate, 4), "approved_ci": [round(appr.low, 4), round(appr.high, 4)],
-            "srm_p": a.srm.p_value if a.srm else None,
-        }
-        res["pass"] = res["target_s"] is None or secs < res["target_s"]
-        if compact:
+        res = Result(events=n, archive_mb=round(size_mb, 1), generate_s=round(gen_s, 2), target_s=TARGET_S.get(n))
+        jsonl_lift: float | None = None
+        if not parquet_only:
+            a, res.analyze_s = _timed_analysis(state)
+            _record(res, a)
+            jsonl_lift = a.metrics["approved"].lifts["treatment"].absolute.estimate
+        if compact or parquet_only:
             t0 = time.perf_counter()
             days = compaction.compact(state, today=datetime.date(2030, 1, 1))
-            res["compact_s"] = round(time.perf_counter() - t0, 2)
-            res["parquet_mb"] = round(sum(d.parquet_bytes for d in days) / 1e6, 1)
-            t0 = time.perf_counter()
-            b = analysis.analyze(state, "bench-exp", expected_weights={"control": 0.5, "treatment": 0.5})
-            res["analyze_parquet_s"] = round(time.perf_counter() - t0, 2)
-            res["compact_target_s"] = COMPACT_TARGET_S.get(n)
-            same = _close(b.metrics["approved"].lifts["treatment"].absolute.estimate, appr.estimate)
-            res["same_result"] = bool(same and sum(s.units for s in b.arms) == res["units"])
-            res["pass"] = res["pass"] and res["same_result"] and (
-                res["compact_target_s"] is None or res["analyze_parquet_s"] < res["compact_target_s"])
+            res.compact_s = round(time.perf_counter() - t0, 2)
+            res.parquet_mb = round(sum(d.parquet_bytes for d in days) / 1e6, 1)
+            units = res.units
+            b, res.analyze_parquet_s = _timed_analysis(state)
+            res.compact_target_s = COMPACT_TARGET_S.get(n)
+            _record(res, b)
+            if jsonl_lift is not None:
+                est = b.metrics["approved"].lifts["treatment"].absolute.estimate
+                res.same_result = _close(est, jsonl_lift) and res.units == units
         results.append(res)
         if not keep:
             shutil.rmtree(state)
@@ -132,34 +176,43 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
+def _verdict(ok: bool, target: float | None) -> str:
+    return "-" if target is None else ("met" if ok else "NOT met")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--sizes", default="1000000,10000000")
     p.add_argument("--dir", type=Path, default=None, help="Where to build archives (default: a temp dir).")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--compact", action="store_true", help="also compact to Parquet and analyse again")
+    p.add_argument("--parquet-only", action="store_true",
+                   help="compact and analyse only the Parquet (for 100M: the JSONL analysis needs tens of GB of RAM)")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     root = args.dir or Path(tempfile.mkdtemp(prefix="abgate-bench-analyze-"))
     try:
-        results = run(sizes, root, args.keep, args.compact)
+        results = run(sizes, root, args.keep, args.compact, args.parquet_only)
     finally:
         if args.dir is None and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([{**asdict(r), "pass": r.passed} for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r['events']:>11,} events ({r['archive_mb']:,.0f} MB): analyze {r['analyze_s']:.2f}s "
-                  f"(target {r['target_s'] or '-'}s) {'PASS' if r['pass'] else 'FAIL'}; generate {r['generate_s']:.1f}s; "
-                  f"{r['units']:,} units, {r['interactions']:,} interactions; approved lift {r['approved_lift']:+.4f} "
-                  f"CI {r['approved_ci']}")
-            if "analyze_parquet_s" in r:
-                print(f"{'':>11}  compacted to {r['parquet_mb']:,.0f} MB Parquet in {r['compact_s']:.1f}s: analyze "
-                      f"{r['analyze_parquet_s']:.2f}s (target {r['compact_target_s'] or '-'}s); same result: "
-                      f"{r['same_result']}")
-    return 0 if all(r["pass"] for r in results) else 1
+            print(f"{r.events:>11,} events ({r.archive_mb:,.0f} MB JSONL, generated in {r.generate_s:.1f}s): "
+                  f"{r.units:,} units, {r.interactions:,} interactions; approved lift {r.approved_lift:+.4f} "
+                  f"CI {list(r.approved_ci)}")
+            if r.analyze_s is not None:
+                print(f"{'':>11}  analyze from JSONL {r.analyze_s:.2f}s (target {r.target_s or '-'}s: "
+                      f"{_verdict(r.jsonl_pass, r.target_s)})")
+            if r.analyze_parquet_s is not None:
+                print(f"{'':>11}  compacted to {r.parquet_mb:,.0f} MB Parquet in {r.compact_s:.1f}s: analyze "
+                      f"{r.analyze_parquet_s:.2f}s (target {r.compact_target_s or '-'}s: "
+                      f"{_verdict(r.parquet_pass, r.compact_target_s)}); same result as JSONL: "
+                      f"{'-' if r.same_result is None else r.same_result}")
+    return 0 if all(r.passed for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -25,11 +25,16 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from duckdb import DuckDBPyConnection as Con
 
 from evaluation import archive_sql, stats
 from evaluation.archive_sql import ArchiveHealth
 from gateway import metric_catalog as catalog
+
+if TYPE_CHECKING:
+    from gateway.config_store import ConfigStore
 
 INTERACTION_METRICS = catalog.INTERACTION_NAMES
 ZERO_FILL_METRICS = catalog.COUNT_METRICS  # count metrics: an interaction without the event counts 0
@@ -157,11 +162,15 @@ CASE
 END
 """
 
-def _q(con, sql: str, params: list | None = None) -> list[tuple]:
-    return con.execute(sql, params or []).fetchall()
+Row = tuple[Any, ...]
 
 
-def _load(con, state_dir: Path, experiment: str) -> dict[str, int]:
+def _q(con: Con, sql: str, params: list[object] | None = None) -> list[Row]:
+    rows: list[Row] = con.execute(sql, params or []).fetchall()
+    return rows
+
+
+def _load(con: Con, state_dir: Path, experiment: str) -> dict[str, int]:
     """The view `ev` over the experiment's interaction/feedback events; corrupt lines per file."""
     return archive_sql.load_events(con, "ev", state_dir, experiment=experiment, kinds=("interaction", "feedback"))
 
@@ -174,7 +183,7 @@ def analyze(
     control: str | None = None,
     metrics: list[str] | None = None,
     expected_weights: dict[str, float] | None = None,
-    store=None,
+    store: ConfigStore | None = None,
     alpha: float = 0.05,
     threads: int | None = None,
     method: stats.Method = "sequential",
@@ -199,8 +208,9 @@ def analyze(
         con.close()
 
 
-def _analyze(con, state_dir, experiment, phase, control, wanted, expected_weights, store, alpha, method,
-             tuning) -> Analysis:
+def _analyze(con: Con, state_dir: Path, experiment: str, phase: int | None, control: str | None, wanted: list[str],
+             expected_weights: dict[str, float] | None, store: ConfigStore | None, alpha: float,
+             method: stats.Method, tuning: float) -> Analysis:
     bad = _load(con, state_dir, experiment)
     health = archive_sql.health_from_counts(state_dir, bad)
     phases = tuple(
@@ -360,7 +370,7 @@ _INTER_MERGE = ("interaction_id, any_value(unit), any_value(arm), any_value(mode
                 "any_value(prompt_tokens), any_value(completion_tokens), any_value(cost_usd)")
 
 
-def _interactions(con, phase: int) -> None:
+def _interactions(con: Con, phase: int) -> None:
     """Create `inter`. Rows are copied as they are and only repeated ids are merged: checking
     for repeats by a 64-bit hash first is much cheaper than grouping every row by its id."""
     con.execute(
@@ -384,7 +394,7 @@ def _parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def _metrics(con, arm_names: list[str], control: str, wanted: list[str], alpha: float, method: stats.Method,
+def _metrics(con: Con, arm_names: list[str], control: str, wanted: list[str], alpha: float, method: stats.Method,
              tuning: float) -> dict[str, MetricResult]:
     raw: dict[str, tuple[MetricKind, dict[str, stats.ArmMoments | stats.RatioMoments], dict[str, int], int]] = {}
     n_inter = _q(con, "SELECT count(*) FROM inter")[0][0]
