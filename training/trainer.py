@@ -142,6 +142,28 @@ def file_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def job_metadata(tenant: str, dataset_id: str | None) -> dict[str, str]:
+    """The metadata every abgate job carries at the provider (tenant, dataset)."""
+    return {"abgate_tenant": tenant, **({"abgate_dataset": dataset_id} if dataset_id else {})}
+
+
+def start_run(trainer: Trainer, reg: Registry, spec: JobSpec, *, tenant: str, config: RouterConfig | None,
+              billed_tokens: int | None = None, **run_fields: object) -> tuple[str, JobInfo]:
+    """Create the provider job and record its run: the one place a training run starts.
+    `billed_tokens` (when known) gives a rough finish estimate until the provider has its own."""
+    job = trainer.create(spec)
+    finish = job.estimated_finish or (rough_finish(job.created_at, billed_tokens) if billed_tokens is not None
+                                      else None)
+    run_id = reg.create_run(
+        tenant=tenant, base_model=spec.model,
+        status=job.status if job.status in ("queued", "validating_files", "running") else "queued",
+        provider=trainer.name, provider_job_id=job.id, suffix=spec.suffix, hyperparameters=spec.hyper(),
+        training_file=spec.training_file, validation_file=spec.validation_file,
+        estimated_finish=_rfc3339(finish), **run_fields)
+    sync_run(reg, job, config, trainer)
+    return run_id, job
+
+
 def launch(
     trainer: Trainer,
     reg: Registry,
@@ -176,19 +198,12 @@ def launch(
                               billed_tokens=est.billed_tokens, price_per_mtok=price, cost_usd=cost)
     training_file = trainer.upload(training_path)
     validation_file = trainer.upload(validation_path) if validation_path is not None else None
-    meta = {"abgate_tenant": tenant, **({"abgate_dataset": dataset_id} if dataset_id else {})}
     spec = JobSpec(model=model, training_file=training_file, validation_file=validation_file, suffix=suffix,
                    n_epochs=n_epochs, batch_size=batch_size, learning_rate_multiplier=learning_rate_multiplier,
-                   seed=seed, metadata=meta)
-    job = trainer.create(spec)
-    finish = job.estimated_finish or rough_finish(job.created_at, est.billed_tokens)
-    run_id = reg.create_run(
-        tenant=tenant, base_model=model, status=job.status if job.status in (
-            "queued", "validating_files", "running") else "queued",
-        provider=trainer.name, provider_job_id=job.id, suffix=suffix, hyperparameters=spec.hyper(),
-        training_file=training_file, validation_file=validation_file, n_examples=len(token_counts),
-        system_prompt_sha=system_prompt_sha, estimated_tokens=est.billed_tokens, estimated_cost_usd=est.cost_usd,
-        dataset_id=dataset_id, dataset_name=dataset_name or training_path.name,
-        dataset_version=file_version(training_path), estimated_finish=_rfc3339(finish))
-    sync_run(reg, job, config, trainer)
+                   seed=seed, metadata=job_metadata(tenant, dataset_id))
+    run_id, job = start_run(
+        trainer, reg, spec, tenant=tenant, config=config, billed_tokens=est.billed_tokens, dataset_id=dataset_id,
+        n_examples=len(token_counts), system_prompt_sha=system_prompt_sha, estimated_tokens=est.billed_tokens,
+        estimated_cost_usd=est.cost_usd, dataset_name=dataset_name or training_path.name,
+        dataset_version=file_version(training_path))
     return Launched(run_id=run_id, job=job, estimate=est)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway.config import RouterConfig
 from training.registry import TERMINAL, Registry
-from training.trainer import JobInfo, JobSpec, Trainer, sync_run
+from training.trainer import JobInfo, JobSpec, Trainer, job_metadata, start_run, sync_run
 
 STEPS = ("upload", "job", "train", "eval", "gate")
 
@@ -45,14 +45,8 @@ def create_from_file_ids(
     validates them) and record its run. The example count and cost estimate are unknown here."""
     spec = JobSpec(model=model, training_file=training_file, validation_file=validation_file, suffix=suffix,
                    n_epochs=n_epochs, batch_size=batch_size, learning_rate_multiplier=learning_rate_multiplier,
-                   seed=seed, metadata={"abgate_tenant": tenant, **({"abgate_dataset": dataset_id} if dataset_id else {})})
-    job = trainer.create(spec)
-    run_id = reg.create_run(
-        tenant=tenant, base_model=model,
-        status=job.status if job.status in ("queued", "validating_files", "running") else "queued",
-        provider=trainer.name, provider_job_id=job.id, suffix=suffix, hyperparameters=spec.hyper(), training_file=training_file,
-        validation_file=validation_file, dataset_id=dataset_id)
-    sync_run(reg, job, config, trainer)
+                   seed=seed, metadata=job_metadata(tenant, dataset_id))
+    run_id, job = start_run(trainer, reg, spec, tenant=tenant, config=config, dataset_id=dataset_id)
     return Created(run_id, job)
 
 
