@@ -232,12 +232,15 @@ class ConfigEditor:
                             field="route", code="unknown_route")
         return r
 
-    def _marks(self, cur: ConfigVersion, cfg: RouterConfig, change: Change, action: str) -> dict[str, ManagedTraffic]:
-        """Current marks, plus every route whose traffic state this (traffic) action changes."""
+    def _marks(self, cur: ConfigVersion, cfg: RouterConfig, change: Change, action: str,
+               target: str | None = None) -> dict[str, ManagedTraffic]:
+        """Current marks, plus every route whose traffic state this (traffic) action changes, plus
+        the `target` route an operator acted on even when its weights were already those (a
+        promote to the weights in force still makes them the operator's, so no file edit undoes them)."""
         marks = dict(cur.managed)
         for name, route in cfg.routes.items():
             prev = cur.config.routes.get(name)
-            if prev is None or _traffic(prev) != _traffic(route):
+            if prev is None or _traffic(prev) != _traffic(route) or name == target:
                 marks[name] = ManagedTraffic(since_version=cur.version + 1, action=action, author=change.author,
                                              decision_id=change.decision_id)
         return marks
@@ -306,7 +309,8 @@ class ConfigEditor:
             if isinstance(w, bool) or not isinstance(w, int | float):
                 raise EditError(f"weight of {name!r} must be a number, got {w!r}", field="weights")
         cfg = msgspec.structs.replace(cur.config, routes={**cur.config.routes, route: _with_weights(r, weights)})
-        return self._commit(cur, cfg, change=change, action=action, managed=self._marks(cur, cfg, change, action))
+        return self._commit(cur, cfg, change=change, action=action,
+                            managed=self._marks(cur, cfg, change, action, target=route))
 
     def move_traffic(self, route: str, arm: str, weight: float, *, change: Change, action: str,
                      expected_version: int | None = None) -> ConfigVersion:
@@ -326,7 +330,8 @@ class ConfigEditor:
             raise EditError(str(err), field="weight") from None
         cfg = msgspec.structs.replace(
             cur.config, routes={**cur.config.routes, route: _with_weights(r, dict(zip(names, ws, strict=True)))})
-        return self._commit(cur, cfg, change=change, action=action, managed=self._marks(cur, cfg, change, action))
+        return self._commit(cur, cfg, change=change, action=action,
+                            managed=self._marks(cur, cfg, change, action, target=route))
 
     def promote(self, route: str, arm: str, weight: float = 1.0, *, change: Change,
                 expected_version: int | None = None) -> ConfigVersion:

@@ -72,6 +72,16 @@ def test_restart_with_the_original_file_keeps_promotion_and_phase(env: Env) -> N
     assert env.store.latest_version() == 2
 
 
+def test_confirming_the_weights_in_force_makes_them_managed(env: Env) -> None:
+    # the file already says 50/50 and an operator confirms 50/50: a later file edit must not undo it
+    env.ed.sync_file(env.write(_yaml()))
+    v = env.ed.set_weights("support", {"control": 0.5, "treatment": 0.5}, change=edits.Change("ann", "hold at 50/50"))
+    assert v.managed["support"].action == "set_weights" and "other" not in v.managed
+    out = env.ed.sync_file(env.write(_yaml(w=(0.9, 0.1))))
+    assert _weights(out.current) == {"control": 0.5, "treatment": 0.5}
+    assert "kept managed traffic control=0.5, treatment=0.5" in " ".join(out.notes)
+
+
 def test_a_changed_file_keeps_managed_weights_and_says_so(env: Env) -> None:
     env.ed.sync_file(env.write(_yaml()))
     env.ed.move_traffic("support", "treatment", 0.8, change=edits.Change("rollout"), action="rollout_step")
