@@ -1,14 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.gateway_helpers import start_upstream
-from tests.support.procs import Proc, start_gateway
+from tests.support.gateway_helpers import Live, upstream_and_gateway
 
 UPSTREAM_KEY = "sk-live-upstream-key-0123456789"
 
@@ -48,29 +44,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass
-class Live:
-    gw: str
-    up: str
-    state: Path
-    proc: Proc
-    client: httpx.Client
-
-
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """One real gateway process in front of the scripted upstream, shared by this package."""
-    tmp = tmp_path_factory.mktemp("gwlive")
-    up_proc, up = start_upstream(tmp)
-    cfg = tmp / "router.yaml"
-    cfg.write_text(LIVE_CONFIG.format(up=up))
-    state = tmp / "state"
-    gw_proc = None
-    try:
-        gw_proc, gw = start_gateway(tmp, cfg, state, env={"LIVE_UPSTREAM_KEY": UPSTREAM_KEY})
-        with httpx.Client(base_url=gw, timeout=10) as client:
-            yield Live(gw, up, state, gw_proc, client)
-    finally:
-        if gw_proc is not None:
-            gw_proc.stop()
-        up_proc.stop()
+    with upstream_and_gateway(tmp_path_factory.mktemp("gwlive"), lambda up: LIVE_CONFIG.format(up=up),
+                              env={"LIVE_UPSTREAM_KEY": UPSTREAM_KEY}) as live:
+        yield live

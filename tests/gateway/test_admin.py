@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway_helpers import archive_events, event_for, start_upstream, wait_events
+from tests.support.gateway_helpers import archive_events, event_for, start_upstream, upstream_and_gateway, wait_events
 from tests.support.procs import Proc, abgate_cmd, free_port, start_gateway, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gateway_admin")]
@@ -54,20 +54,10 @@ auth:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("gwadmin")
-    up_proc, up = start_upstream(tmp)
-    state = tmp / "state"
-    cfg = tmp / "router.yaml"
-    cfg.write_text(_config(up))
-    gw_proc = None
-    try:
-        gw_proc, gw = start_gateway(tmp, cfg, state, env={"GW_TEST_ADMIN": ADMIN, "UPSTREAM_TEST_KEY": UPSTREAM_KEY})
-        with httpx.Client(base_url=gw, timeout=10) as client:
-            yield {"gw": gw, "up": up, "state": state, "client": client, "cfg": cfg, "proc": gw_proc, "tmp": tmp}
-    finally:
-        if gw_proc is not None:
-            gw_proc.stop()
-        up_proc.stop()
+    with upstream_and_gateway(tmp_path_factory.mktemp("gwadmin"), _config,
+                              env={"GW_TEST_ADMIN": ADMIN, "UPSTREAM_TEST_KEY": UPSTREAM_KEY}) as live:
+        yield {"gw": live.gw, "up": live.up, "state": live.state, "client": live.client, "cfg": live.cfg,
+               "proc": live.proc, "tmp": live.tmp}
 
 
 def chat(client: httpx.Client, key: str | None, route: str = "support", **headers: str) -> httpx.Response:

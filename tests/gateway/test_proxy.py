@@ -7,7 +7,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,16 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.gateway_helpers import event_for, start_upstream, wait_events
-from tests.support.procs import free_port, start_gateway
+from tests.support.gateway_helpers import event_for, upstream_and_gateway, wait_events
+from tests.support.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gateway_proxy")]
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
 
 
-def _config(path: Path, up: str, dead_port: int) -> Path:
-    path.write_text(f"""
+def _config(up: str, dead_port: int) -> str:
+    return f"""
 routes:
   support:
     experiment: support-ft-2
@@ -78,25 +77,15 @@ models:
   slow-model: {{upstream: slowup}}
   dead-model: {{upstream: deadup}}
 limits: {{max_body_bytes: 20000, body_timeout_s: 1}}
-""")
-    return path
+"""
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gwproxy")
-    up_proc, up = start_upstream(tmp)
-    state = tmp / "state"
-    cfg = _config(tmp / "router.yaml", up, free_port())
-    gw_proc, gw = None, None
-    try:
-        gw_proc, gw = start_gateway(tmp, cfg, state)
-        with httpx.Client(base_url=gw, timeout=10) as client:
-            yield {"gw": gw, "up": up, "state": state, "client": client, "proc": gw_proc}
-    finally:
-        if gw_proc is not None:
-            gw_proc.stop()
-        up_proc.stop()
+    dead_port = free_port()
+    with upstream_and_gateway(tmp, lambda up: _config(up, dead_port)) as live:
+        yield {"gw": live.gw, "up": live.up, "state": live.state, "client": live.client, "proc": live.proc}
 
 
 def chat(client: httpx.Client, route: str, user: str | None = "u1", **extra: Any) -> httpx.Response:
