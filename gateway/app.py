@@ -20,7 +20,7 @@ from gateway import admin, jsonsafe, openapi
 from gateway.auth import bearer, single_authorization
 from gateway.errors import ApiError, error_body
 from gateway.proxy import MAX_HEADER_BYTES, chat_completions, cors, embeddings, responses_create
-from gateway.proxy.retrieve import retrieve_response
+from gateway.proxy.retrieve import delete_response, list_input_items, retrieve_response
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -231,7 +231,7 @@ def create_app(settings: Settings, extra_handlers: Sequence[Any] = ()) -> Litest
                 await deduper.close()
 
     return Litestar(
-        route_handlers=[chat, responses, embeddings_route, models, model, retrieve_response, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
+        route_handlers=[chat, responses, embeddings_route, models, model, retrieve_response, delete_response, list_input_items, healthz, readyz, metrics, *admin.handlers, *_feedback_handlers(),
                         *extra_handlers],
         lifespan=[lifespan],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},

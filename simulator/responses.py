@@ -40,6 +40,18 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _listed(item: dict[str, Any], item_id: str) -> dict[str, Any]:
+    """An input item as `GET /v1/responses/{id}/input_items` lists it: messages with their
+    content as `input_text` parts and a status, as OpenAI does."""
+    out = {**item, "id": item_id}
+    if out.get("type") == "message":
+        content = out.get("content")
+        if isinstance(content, str):
+            out["content"] = [{"type": "input_text", "text": content}]
+        out.setdefault("status", "completed")
+    return out
+
+
 def _items(raw: Any) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [{"type": "message", "role": "user", "content": raw}]
@@ -113,7 +125,7 @@ class ResponsesHandler:
             stored.unlink(missing_ok=True)
             return _ok({"id": rid, "object": "response", "deleted": True})
         if len(parts) == 3 and parts[2] == "input_items" and req.method == "GET":
-            data = [{"id": it.get("id") or self._id("msg"), **it} for it in reversed(rec["input"])]
+            data = [_listed(it, it.get("id") or self._id("msg")) for it in reversed(rec["input"])]
             return _ok({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                         "last_id": data[-1]["id"] if data else None, "has_more": False})
         return error(404, f"Invalid URL ({req.method} {req.path})", code="unknown_url")

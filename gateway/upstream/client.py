@@ -39,6 +39,9 @@ class UpstreamClient:
     async def get(self, url: str) -> UpstreamResponse:
         return await self.transport.send("GET", url, self.get_headers, None, False)
 
+    async def delete(self, url: str) -> UpstreamResponse:
+        return await self.transport.send("DELETE", url, self.get_headers, None, False)
+
     async def close(self) -> None:
         await self.transport.aclose()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.support.archive import archived_events
-from tests.support.procs import start_gateway, start_simulator
+from tests.support.procs import poll_until, start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -102,10 +101,7 @@ def test_sigterm_under_load_cuts_nothing_and_flushes_every_event(tmp_path: Path)
         threads += [threading.Thread(target=looper, args=(k,)) for k in range(LOOPERS)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while out.first_chunks < SLOW // 2 and time.monotonic() < deadline:  # every slow stream is under way
-            time.sleep(0.02)
-        assert out.first_chunks >= SLOW // 2
+        poll_until(lambda: out.first_chunks >= SLOW // 2, "the slow streams under way", interval=0.02)
         code = gw_proc.stop(sig=signal.SIGTERM, timeout=40)
         assert code in (0, -signal.SIGTERM), code  # uvicorn re-raises SIGTERM after a clean drain
         stop_loopers.set()

@@ -142,6 +142,21 @@ def test_responses_non_stream_stream_and_chaining(client: openai.OpenAI, target:
 
 
 @pytest.mark.parametrize("target", target_params(), indirect=True)
+def test_responses_input_items_and_delete(client: openai.OpenAI, target: Target) -> None:
+    r = client.responses.create(model=target.model("support"), user="u-items",
+                                input=[{"role": "user", "content": "Where is my order 777?"}])
+    items = client.responses.input_items.list(r.id, order="asc")
+    assert [getattr(it, "role", None) for it in items.data] == ["user"]
+    assert "777" in json.dumps(items.data[0].model_dump())
+    deleted = client.responses.delete(r.id)  # the SDK returns None on 200
+    assert deleted is None
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(r.id)
+
+
+@pytest.mark.parametrize("target", target_params(), indirect=True)
 def test_embeddings(client: openai.OpenAI, target: Target) -> None:
     e = client.embeddings.create(model=target.model("embed"), input=["refund my order", "refund my order please"])
     assert len(e.data) == 2 and len(e.data[0].embedding) == 256

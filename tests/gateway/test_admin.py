@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.gateway_helpers import archive_events, event_for, start_upstream, upstream_and_gateway, wait_events
-from tests.support.procs import Proc, abgate_cmd, free_port, start_gateway, wait_http
+from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_gateway, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("gateway_admin")]
 
@@ -176,13 +176,9 @@ def test_hot_reload_file_and_invalid_file_keeps_serving(env: dict[str, Any]) -> 
     assert managed == pytest.approx({"control": 0.4, "treatment": 0.6})
     env["cfg"].write_text(_config(env["up"], weights=(0.0, 1.0), model_b="ft:base-model:acme:y"))
     os.utime(env["cfg"], None)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        r = chat(c, KEY_A)
-        if int(r.headers["x-abgate-config-version"]) > before:
-            break
-        time.sleep(0.1)
-    assert int(r.headers["x-abgate-config-version"]) > before
+    poll_until(lambda: int(chat(c, KEY_A).headers["x-abgate-config-version"]) > before, "the edited file served",
+               timeout=10, interval=0.1)
+    r = chat(c, KEY_A)
     now = c.get("/admin/config", headers=admin()).json()["config"]["routes"]["support"]
     assert {a["name"]: a["weight"] for a in now["arms"]} == managed
     assert now["arms"][1]["model"] == "ft:base-model:acme:y"
@@ -190,9 +186,7 @@ def test_hot_reload_file_and_invalid_file_keeps_serving(env: dict[str, Any]) -> 
     env["cfg"].write_text(_config(env["up"]).replace("weight: 0.5}", "weight: 0.9}", 1))  # sums to 1.4
     time.sleep(0.1)
     os.utime(env["cfg"], None)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "config_file_invalid" not in env["proc"].output():
-        time.sleep(0.1)
+    poll_until(lambda: "config_file_invalid" in env["proc"].output(), "the invalid file reported", timeout=10)
     out = env["proc"].output()
     assert "config_file_invalid" in out and "routes.support.arms" in out
     r = chat(c, KEY_A)
@@ -255,7 +249,8 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
 
         t = threading.Thread(target=slow_call)
         t.start()
-        time.sleep(1.0)  # the request is now waiting on the 3 s upstream
+        poll_until(lambda: httpx.get(f"{up}/_count").json().get("slow-model", 0) >= 1,
+                   "the request to wait on the 3 s upstream")
         # uvicorn re-raises SIGTERM after its graceful shutdown: -15 after a clean drain is fine
         assert gw_proc.stop(sig=signal.SIGTERM, timeout=30) in (0, -signal.SIGTERM)
         t.join(20)

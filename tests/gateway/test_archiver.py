@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from gateway.sinks import STREAM
 from gateway.sinks import open_sink as EventSink
 from gateway.spool import Spool
 from tests.support.archive import archived_events as archived
-from tests.support.procs import start_redis
+from tests.support.procs import apoll_until, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +80,8 @@ def test_redis_outage_spools_then_replays_without_loss_or_duplicates(tmp_path: P
             proc, _ = start_redis(tmp_path, port=port)  # same port and data dir (AOF)
             for i in range(250, 300):
                 sink.emit(_fb(i))
-            deadline = time.monotonic() + 20
-            while (Spool(state).files() or sink.queue_depth) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert not Spool(state).files(), "spool must be replayed once Redis is back"
+            await apoll_until(lambda: not (Spool(state).files() or sink.queue_depth),
+                              "the spool replayed once Redis is back", timeout=20)
             await sink.stop()
 
         asyncio.run(run())

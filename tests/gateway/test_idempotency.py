@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from gateway.idempotency import Deduper, MemoryIdempotency, RedisIdempotency, SqliteIdempotency
 from tests.support.gateway_helpers import wait_events
-from tests.support.procs import start_gateway, start_redis, start_simulator
+from tests.support.procs import apoll_until, start_gateway, start_redis, start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -109,19 +108,13 @@ def test_hung_redis_costs_feedback_dedupe_one_short_wait(tmp_path: Path) -> None
             assert await d.claim("ev-before")
             assert not await Deduper(store).claim("ev-before")  # another replica sees it
             proc.popen.send_signal(signal.SIGSTOP)
-            t0 = time.monotonic()
             results = [await d.claim(f"ev-{i}") for i in range(20)]
-            elapsed = time.monotonic() - t0
             assert all(results)
-            # one call waited the 0.25 s deadline; the other 19 never touched Redis
-            # (before: each waited the 1 s socket timeout, >= 20 s in all)
+            # one call waited the 0.25 s deadline; the other 19 never touched Redis (before: each
+            # waited the 1 s socket timeout). Counted, not timed: how long is the benchmark's business.
             assert store.guard.failures == 1
-            assert elapsed < 10, elapsed
             proc.popen.send_signal(signal.SIGCONT)
-            deadline = time.monotonic() + 30
-            while not store.guard.up and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert store.guard.up
+            await apoll_until(lambda: store.guard.up, "the guard to see Redis again")
             assert await d.claim("ev-after") and not await Deduper(store).claim("ev-after")
         finally:
             await d.close()

@@ -7,14 +7,13 @@ import asyncio
 import hashlib
 import multiprocessing as mp
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.ratelimit import FileRateLimiter, SharedRateLimiter
-from tests.support.procs import start_gateway, start_redis, start_simulator
+from tests.support.procs import apoll_until, start_gateway, start_redis, start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -87,16 +86,14 @@ def test_hung_redis_does_not_stall_rate_limited_keys(tmp_path: Path) -> None:
             assert lim.guard.failures == 1 and not lim.guard.up
             # long past the old 2 s retry window: the request path never waits on Redis again,
             # the background probe does (several PINGs while Redis hangs)
-            deadline = time.monotonic() + 30
-            while lim.guard.probes < 4 and time.monotonic() < deadline:
+            async def served_while_probing() -> bool:
                 assert await lim.acheck("k", 1000.0, 1000) is None
-                await asyncio.sleep(0.05)
-            assert lim.guard.probes >= 4 and lim.guard.failures == 1
+                return lim.guard.probes >= 4
+
+            await apoll_until(served_while_probing, "four background probes")
+            assert lim.guard.failures == 1
             proc.popen.send_signal(signal.SIGCONT)
-            deadline = time.monotonic() + 30
-            while not lim.guard.up and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert lim.guard.up
+            await apoll_until(lambda: lim.guard.up, "the guard to see Redis again")
             assert await lim.acheck("shared", 0.001, 1) is None
             assert await lim.acheck("shared", 0.001, 1) is not None  # the Redis bucket again
         finally:

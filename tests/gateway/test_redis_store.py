@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
 from gateway import config as cfgmod
 from gateway.config_edits import Change, ConfigEditor
 from gateway.config_store import UnknownVersion, VersionConflict, diff
-from gateway.redis_store import ConfigStoreUnavailable, RedisConfigStore, subscribe
+from gateway.redis_store import CHANNEL, ConfigStoreUnavailable, RedisConfigStore, subscribe
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,12 @@ def test_put_publishes_the_new_version(redis_server) -> None:
     async def run() -> int:
         gen = subscribe(url)
         first = asyncio.ensure_future(gen.__anext__())
-        await asyncio.sleep(0.2)  # let SUBSCRIBE land before publishing
+        probe = redis.asyncio.Redis.from_url(url)
+        deadline = asyncio.get_running_loop().time() + 5
+        while not (await probe.pubsub_numsub(CHANNEL))[0][1]:  # poll until SUBSCRIBE has landed
+            assert asyncio.get_running_loop().time() < deadline, "the subscription never reached Redis"
+            await asyncio.sleep(0.01)
+        await probe.aclose()
         await asyncio.to_thread(store.put, _cfg(0.5), expected_version=None, author="a", reason="r")
         version = await asyncio.wait_for(first, 5)
         await gen.aclose()

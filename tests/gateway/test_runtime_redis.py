@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ from gateway import config as cfgmod
 from gateway.redis_store import RedisConfigStore
 from tests.conftest import write_config
 from tests.support.gateway_helpers import start_upstream
-from tests.support.procs import Proc, start_gateway
+from tests.support.procs import Proc, poll_until, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +43,9 @@ def test_redis_mode_serves_and_follows_store_changes(tmp_path: Path, redis_serve
             assert r.status_code == 200 and r.headers["x-abgate-config-version"] == str(cur.version)
             new_cfg = cfgmod.parse_yaml(write_config(tmp_path / "v2.yaml", up, weights=(0.0, 1.0)).read_text())
             new = store.put(new_cfg, expected_version=cur.version, author="test", reason="all to treatment")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                r = c.post("/v1/chat/completions", json=body)
-                if r.headers["x-abgate-config-version"] == str(new.version):
-                    break
-                time.sleep(0.05)
-            assert r.headers["x-abgate-config-version"] == str(new.version)
+            poll_until(lambda: c.post("/v1/chat/completions", json=body).headers["x-abgate-config-version"]
+                       == str(new.version), "the new version served", timeout=15)
+            r = c.post("/v1/chat/completions", json=body)
             assert r.headers["x-abgate-arm"] == "treatment"
         store.close()
     finally:
@@ -99,7 +94,8 @@ def test_redis_outage_keeps_serving_last_good_config(tmp_path: Path, redis_serve
             before = c.post("/v1/chat/completions", json=body, headers=h)
             assert before.status_code == 200
             redis_proc.stop()
-            time.sleep(1.2)  # let the reload loop and the subscription notice the outage
+            poll_until(lambda: "config_reload_failed" in gw_proc.output()
+                       or "config_subscription_lost" in gw_proc.output(), "the gateway to notice the outage")
             for _ in range(5):  # config from memory, rate limit falls back to local buckets
                 r = c.post("/v1/chat/completions", json=body, headers=h)
                 assert r.status_code == 200, r.text

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.procs import start_simulator
+from tests.support.procs import poll_until, start_simulator
 
 pytestmark = pytest.mark.integration
 MODEL = "gpt-4o-mini-2024-07-18"
@@ -164,15 +164,16 @@ def _jsonl(n: int) -> bytes:
 
 def _wait(client: openai.OpenAI, job_id: str) -> tuple[openai.types.fine_tuning.FineTuningJob, set[str]]:
     """Poll to a terminal state; also return every status observed on the way."""
-    deadline = time.monotonic() + 20
     seen: set[str] = set()
-    while time.monotonic() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        seen.add(job.status)
-        if job.status in ("succeeded", "failed", "cancelled"):
-            return job, seen
-        time.sleep(0.05)
-    raise TimeoutError(job_id)
+    jobs = []
+
+    def terminal() -> bool:
+        jobs.append(client.fine_tuning.jobs.retrieve(job_id))
+        seen.add(jobs[-1].status)
+        return jobs[-1].status in ("succeeded", "failed", "cancelled")
+
+    poll_until(terminal, f"job {job_id} to finish", timeout=20)
+    return jobs[-1], seen
 
 
 def test_files_and_fine_tuning_job_to_success(client: openai.OpenAI) -> None:

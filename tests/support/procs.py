@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +188,15 @@ def start_gateway(tmp: Path, config: Path, state: Path, *extra: str, env: dict[s
             raise
         return proc, base
     raise AssertionError("unreachable")
+
+
+async def apoll_until(cond: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 60.0,
+                      interval: float = 0.05) -> None:
+    """`poll_until` inside an event loop: `cond` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got if isinstance(got, bool) else await got:
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from gateway.events import decode
 from tests.conftest import write_config
-from tests.support.procs import start_gateway, start_simulator
+from tests.support.procs import poll_until, start_gateway, start_simulator
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -91,16 +91,18 @@ auth:
             assert job["estimated_cost_usd"] > 0 and job["status"] in ("validating_files", "queued", "running")
 
             seen: list[str] = []
-            deadline = time.monotonic() + 30
-            while True:
+            last: dict[str, Any] = {}
+
+            def terminal() -> bool:
                 s = c.get(f"/admin/fine-tune/{job['job_id']}/status", params={"upstream": "sim"}, headers=admin)
                 assert s.status_code == 200, s.text
-                st = s.json()
-                if not seen or seen[-1] != st["status"]:
-                    seen.append(st["status"])
-                if st["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
+                last.update(s.json())
+                if not seen or seen[-1] != last["status"]:
+                    seen.append(last["status"])
+                return last["status"] in ("succeeded", "failed", "cancelled")
+
+            poll_until(terminal, "the fine-tune to finish", timeout=30, interval=0.2)
+            st = last
             assert st["status"] == "succeeded", (seen, st)
             assert st["run"]["status"] == "succeeded" and st["run"]["trained_tokens"] > 0
             model = st["fine_tuned_model"]
