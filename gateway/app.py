@@ -15,6 +15,7 @@ import structlog
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.handlers import asgi
+from litestar.params import FromPath
 
 from gateway import admin, jsonsafe, openapi
 from gateway.auth import bearer, single_authorization
@@ -67,7 +68,7 @@ def models(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/v1/models/{model_id:str}", media_type=MediaType.JSON, sync_to_thread=False)
-def model(request: Request[Any, Any, Any], model_id: str) -> Response[bytes]:
+def model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> Response[bytes]:
     comp = runtime(request).compiled
     principal = comp.auth.client(request.headers.get("authorization"))
     if model_id not in comp.routes or not principal.may_use(model_id):

@@ -17,6 +17,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, JSONBody
 
 from gateway.archive import append_events
 from gateway.auth import AuthIndex, bearer
@@ -145,7 +146,7 @@ _HP = {"n_epochs": int, "batch_size": int, "learning_rate_multiplier": float}
 
 
 @post("/admin/fine-tune/create", guards=[admin_guard], sync_to_thread=True, status_code=201)
-def finetune_create(request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+def finetune_create(request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     try:
         body = msgspec.convert(data, CreateBody)
     except msgspec.ValidationError as err:
@@ -195,7 +196,7 @@ def finetune_create(request: Request[Any, Any, Any], data: dict[str, Any]) -> di
 
 
 @get("/admin/fine-tune/{job_id:str}/status", guards=[admin_guard], sync_to_thread=True)
-def finetune_status(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
+def finetune_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> dict[str, Any]:
     reg = _registry(request)
     try:
         if reg.run_by_job(job_id) is None:
@@ -244,7 +245,7 @@ def datasets(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/admin/datasets/{dataset_id:str}", guards=[admin_guard], sync_to_thread=True)
-def dataset(request: Request[Any, Any, Any], dataset_id: str) -> dict[str, Any]:
+def dataset(request: Request[Any, Any, Any], dataset_id: FromPath[str]) -> dict[str, Any]:
     reg = _registry(request)
     try:
         try:

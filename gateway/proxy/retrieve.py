@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, delete, get
+from litestar.params import FromPath
 
 from gateway.errors import ApiError
 from gateway.proxy.respond import passthrough
@@ -66,17 +67,17 @@ async def _relay(request: Request[Any, Any, Any], response_id: str, method: str,
 
 @get("/v1/responses/{response_id:str}", media_type=MediaType.JSON, operation_id="RetrieveResponse",
      summary="Retrieve a Responses API response by the id the gateway returned")
-async def retrieve_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> Response[bytes]:
     return await _relay(request, response_id, "GET")
 
 
 @delete("/v1/responses/{response_id:str}", media_type=MediaType.JSON, operation_id="DeleteResponse",
         summary="Delete a stored Responses API response at the upstream that produced it", status_code=200)
-async def delete_response(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> Response[bytes]:
     return await _relay(request, response_id, "DELETE")
 
 
 @get("/v1/responses/{response_id:str}/input_items", media_type=MediaType.JSON, operation_id="ListInputItems",
      summary="List a response's input items (`after`, `limit`, `order`, `include` passed on)")
-async def list_input_items(request: Request[Any, Any, Any], response_id: str) -> Response[bytes]:
+async def list_input_items(request: Request[Any, Any, Any], response_id: FromPath[str]) -> Response[bytes]:
     return await _relay(request, response_id, "GET", "/input_items")
