@@ -49,7 +49,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test: venv train-deps sysdeps node-deps lint
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=15
+	$(VENV)/bin/pytest -q -n 2 --dist loadscope --durations=15
 
 demo: venv
 	$(VENV)/bin/abgate demo
