@@ -188,14 +188,17 @@ def _fmt_ci(m: MetricVerdict) -> str:
 # Online stage
 
 
-class _CriterionFields(TypedDict):
-    """The MetricVerdict fields that come from the criterion."""
+class CriterionFields(TypedDict):
+    """The MetricVerdict fields that come from the criterion (online and offline)."""
 
     metric: str
     role: Role
     direction: str
     effect: str
     min_value: float | None
+
+
+class _OnlineCriterionFields(CriterionFields):
     alpha: float
     definition: str
 
@@ -214,7 +217,7 @@ class _ArmFields(TypedDict):
 def _metric_verdict(a: an.Analysis, crit: Criteria, c: Criterion, role: Role) -> MetricVerdict:
     res = a.metrics.get(c.metric)
     alpha = crit.family_alpha(role)
-    base = _CriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
+    base = _OnlineCriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
                             min_value=c.min_value, alpha=alpha,
                             definition=catalog.definition(c.metric).meaning)
     thr0 = c.min_effect if role == "success" else c.tolerance

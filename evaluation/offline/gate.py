@@ -28,6 +28,7 @@ import msgspec
 from evaluation.criteria import Criteria, Criterion
 from evaluation.gate import (
     ArmRecord,
+    CriterionFields,
     Decision,
     MetricVerdict,
     MetricVerdictName,
@@ -70,16 +71,6 @@ def _both(v: MetricVerdict, ci: MetricVerdictName, point: MetricVerdictName, mod
     return msgspec.structs.replace(v, verdict=chosen, note=f"{note}; {extra}" if note else extra)
 
 
-class _CriterionFields(TypedDict):
-    """The MetricVerdict fields that come from the criterion."""
-
-    metric: str
-    role: Role
-    direction: str
-    effect: str
-    min_value: float | None
-
-
 class _PairFields(TypedDict):
     """The MetricVerdict fields that come from the paired comparison of the two runs."""
 
@@ -108,7 +99,7 @@ class _DecisionFields(TypedDict):
 
 def _verdicts(base: runs.Run, cand: runs.Run, c: Criterion, role: Role, alpha: float,
               mode: str = "ci") -> list[MetricVerdict]:
-    common = _CriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
+    common = CriterionFields(metric=c.metric, role=role, direction=c.direction, effect=c.effect,
                               min_value=c.min_value)
     thr0 = c.min_effect if role == "success" else c.tolerance
     spec = _spec(base, cand, c.metric)
