@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 APT_PACKAGES := redis-server prometheus wrk
 export DEBIAN_FRONTEND := noninteractive
+# Some machines set PYTHONDONTWRITEBYTECODE: then every test worker re-rewrites ~400 modules' asserts
+# and every gateway/simulator/CLI process the tests start recompiles the project from source.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv train-deps sysdeps node-deps lint test demo bench soak clean
 
@@ -49,7 +52,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test: venv train-deps sysdeps node-deps lint
-	$(VENV)/bin/pytest -q -n 2 --dist loadscope --durations=15
+	$(VENV)/bin/pytest -q -n 4 --dist loadscope --durations=15
 
 demo: venv
 	$(VENV)/bin/abgate demo

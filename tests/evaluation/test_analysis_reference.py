@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as st
 
 from evaluation import analysis as an
 from evaluation import stats
 from gateway import events as ev
 from gateway.archive import ArchiveWriter
+from tests.support.lazy import LazyModule
+
+st = LazyModule("scipy.stats")
 
 COMMON = dict(tenant="default", route="support", experiment="exp", config_version=1)
 

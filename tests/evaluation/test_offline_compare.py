@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
-from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.offline import compare as cmp
 from evaluation.offline import runs
+from tests.support.lazy import LazyModule
 from tests.support.offline_eval import ACC, make_run
+
+sm_tables = LazyModule("statsmodels.stats.contingency_tables")
+sm_proportion = LazyModule("statsmodels.stats.proportion")
 
 
 def test_binary_metric_wilson_cis_and_mcnemar_match_statsmodels(tmp_path: Path) -> None:
@@ -26,13 +28,13 @@ def test_binary_metric_wilson_cis_and_mcnemar_match_statsmodels(tmp_path: Path) 
     m = cmp.compare(b, c).metric("all_fields_correct")
     assert m is not None and m.n_pairs == n
     for side, arr in ((m.base, base), (m.candidate, cand)):
-        lo, hi = proportion_confint(int(arr.sum()), n, alpha=0.05, method="wilson")
+        lo, hi = sm_proportion.proportion_confint(int(arr.sum()), n, alpha=0.05, method="wilson")
         assert side.mean == pytest.approx(arr.mean()) and side.low == pytest.approx(lo) and side.high == pytest.approx(hi)
     n10 = int(((base == 1) & (cand == 0)).sum())
     n01 = int(((base == 0) & (cand == 1)).sum())
     assert m.discordant == (n10, n01)
     table = [[int(((base == 1) & (cand == 1)).sum()), n10], [n01, int(((base == 0) & (cand == 0)).sum())]]
-    expected = sm_mcnemar(table, exact=(n10 + n01) < 25, correction=True)
+    expected = sm_tables.mcnemar(table, exact=(n10 + n01) < 25, correction=True)
     assert m.p_value == pytest.approx(expected.pvalue)
     assert m.test.startswith("mcnemar")
     assert m.absolute.estimate == pytest.approx(cand.mean() - base.mean())
@@ -46,7 +48,7 @@ def test_small_discordance_uses_the_exact_test(tmp_path: Path) -> None:
     cand = [1] * 40 + [1] * 6 + [0] * 4
     m = cmp.compare(make_run(tmp_path, "b", acc=base), make_run(tmp_path, "c", acc=cand)).metric("all_fields_correct")
     assert m is not None and m.test == "mcnemar (exact)" and m.discordant == (0, 6)
-    assert m.p_value == pytest.approx(sm_mcnemar([[40, 0], [6, 4]], exact=True).pvalue)  # 2 * 0.5**6
+    assert m.p_value == pytest.approx(sm_tables.mcnemar([[40, 0], [6, 4]], exact=True).pvalue)  # 2 * 0.5**6
 
 
 def test_continuous_metric_bootstrap_and_paired_bootstrap(tmp_path: Path) -> None:

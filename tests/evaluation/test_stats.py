@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as st
 
 from evaluation import stats
+from tests.support.lazy import LazyModule
+
+st = LazyModule("scipy.stats")
 
 
 def _gb_rho(alpha: float, tuning: float) -> float:

@@ -6,18 +6,20 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as st
-from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import proportion_confint
 
 from evaluation import stats
+from tests.support.lazy import LazyModule
+
+st = LazyModule("scipy.stats")
+sm_tables = LazyModule("statsmodels.stats.contingency_tables")
+sm_power = LazyModule("statsmodels.stats.power")
+sm_proportion = LazyModule("statsmodels.stats.proportion")
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (85, 100), (412, 977)])
 def test_wilson_matches_statsmodels(k: int, n: int) -> None:
     ci = stats.wilson_interval(k, n)
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    lo, hi = sm_proportion.proportion_confint(k, n, alpha=0.05, method="wilson")
     assert ci.estimate == pytest.approx(k / n)
     assert ci.low == pytest.approx(lo, abs=1e-12)
     assert ci.high == pytest.approx(hi, abs=1e-12)
@@ -32,7 +34,7 @@ def test_wilson_rejects_bad_counts_and_empty_is_nan() -> None:
 @pytest.mark.parametrize("b,c,exact", [(3, 9, True), (0, 5, True), (30, 12, False), (40, 40, False), (7, 2, None)])
 def test_mcnemar_matches_statsmodels(b: int, c: int, exact: bool | None) -> None:
     res = stats.mcnemar(b, c, exact=exact)
-    ref = sm_mcnemar([[50, b], [c, 40]], exact=res.exact, correction=True)
+    ref = sm_tables.mcnemar([[50, b], [c, 40]], exact=res.exact, correction=True)
     assert res.statistic == pytest.approx(ref.statistic)
     assert res.p_value == pytest.approx(ref.pvalue)
 
@@ -137,7 +139,7 @@ def test_srm_broken_split_and_zero_weight_arm() -> None:
 @pytest.mark.parametrize("sd,mde,ratio", [(0.5, 0.05, 1.0), (1.2, 0.2, 1.0), (0.3, 0.02, 2.0)])
 def test_units_for_mde_matches_statsmodels(sd: float, mde: float, ratio: float) -> None:
     n = stats.units_for_mde(sd, mde, ratio=ratio)
-    ref = NormalIndPower().solve_power(effect_size=mde / sd, alpha=0.05, power=0.8, ratio=ratio)
+    ref = sm_power.NormalIndPower().solve_power(effect_size=mde / sd, alpha=0.05, power=0.8, ratio=ratio)
     assert n == math.ceil(ref)
 
 

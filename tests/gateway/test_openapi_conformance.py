@@ -13,15 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.support.procs import Proc, start_gateway, start_simulator
 
@@ -30,8 +22,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "conformance-admin-token"
 KEY = "sk-conformance-client"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +79,18 @@ def test_document_describes_the_api() -> None:
 def test_api_conforms_to_its_document(gateway: dict[str, Any]) -> None:
     """Every operation, bounded examples each (schemathesis' pytest loader does not run on
     pytest 9, so the operations are driven here with hypothesis directly)."""
+    # imported here, not at collection: every xdist worker collects this module, one runs it
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+              response_schema_conformance]
     base = gateway["base"]
     api = schemathesis.openapi.from_url(f"{base}/schema/openapi.json")
     failures: list[str] = []
@@ -101,7 +103,7 @@ def test_api_conforms_to_its_document(gateway: dict[str, Any]) -> None:
         @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
                   database=None)
         def run(case: Any) -> None:
-            case.call_and_validate(base_url=base, headers={"authorization": f"Bearer {token}"}, checks=CHECKS,  # noqa: B023
+            case.call_and_validate(base_url=base, headers={"authorization": f"Bearer {token}"}, checks=checks,  # noqa: B023
                                    timeout=30)
 
         try:
