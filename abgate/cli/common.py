@@ -25,8 +25,11 @@ RedisUrl = Annotated[
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
-console = Console()
-err_console = Console(stderr=True)
+# Messages piped to a file or a log collector are not wrapped at 80 columns (a grep for a message
+# must find it whatever path precedes it); on a terminal rich wraps them as usual. Tables keep
+# their width either way.
+console = Console(soft_wrap=not sys.stdout.isatty())
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 # Console() freezes $COLUMNS at import; without a frozen width rich reads it (or the terminal) live,
 # so a table is as wide as the terminal the command runs in, not the one the module was imported in.
 console._width = err_console._width = None

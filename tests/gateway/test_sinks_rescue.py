@@ -87,9 +87,9 @@ def test_sigterm_with_the_state_disk_full_keeps_every_queued_event(tmp_path: Pat
                 assert r.status_code == 200 and r.json()["status"] == "recorded", r.text
             assert c.get("/readyz").status_code == 503  # the sink says it cannot write
         code = gw.stop(timeout=60)
-        out = gw.output()
+        out = " ".join(gw.output().split())  # the console wraps long lines wherever the tmp path ends
         assert code == 75, out[-3000:]
-        assert "rescue spool" in out and "300 queued" in out.replace("\n", " ")
+        assert "rescue spool" in out and "300 queued" in out
         assert not [e for e in archived_events(state) if e["kind"] == "feedback"]
 
         os.unlink(filler)  # the operator frees the disk and starts again
@@ -98,7 +98,7 @@ def test_sigterm_with_the_state_disk_full_keeps_every_queued_event(tmp_path: Pat
         assert sorted(e["idempotency_key"] for e in fb) == sorted(f"k{i}" for i in range(300))
         assert not list((tmp_path / "rescue").glob("*.jsonl"))
         assert gw.stop(timeout=30) in (0, -signal.SIGTERM)  # a clean stop, as before
-        assert "rescue spool" not in gw.output().split("Application startup complete")[-1]
+        assert "rescue spool" not in " ".join(gw.output().split("Application startup complete")[-1].split())
     finally:
         if gw is not None:
             gw.stop()

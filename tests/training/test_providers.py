@@ -164,7 +164,8 @@ def test_refused_before_anything_is_uploaded(harness: Harness, tmp_path: Path, a
         argv += ["--model", harness.model]
     code, out = cli(*argv, *args)
     assert code == 1, out
-    assert "refused" in out and reason in out.replace("\n", " ")
+    flat = " ".join(out.split())  # wrapped at the console width
+    assert "refused" in flat and reason in flat
     assert harness.uploads() == before
     with Registry(harness.state) as reg:
         assert reg.runs() == []
