@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # examples are collected without the tests packag
     sys.path.insert(0, str(ROOT))
 
 from tests.support.procs import start_gateway, start_simulator  # noqa: E402
+from tests.support.scripts import run_script  # noqa: E402
 
 BASE = "gpt-4o-mini-2024-07-18"
 ADMIN = "admin-secret-for-tests"
@@ -54,13 +55,8 @@ def _cli(env: dict[str, str]):  # noqa: ANN202
 
 def _script(name: str, *args: str) -> None:
     """An example script's main() in-process (what `python examples/analyst-assistant/<name> ...` runs)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main(list(args)) == 0
+    r = run_script(HERE / name, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:

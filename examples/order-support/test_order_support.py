@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # examples are collected without the tests packag
     sys.path.insert(0, str(ROOT))
 
 from tests.support.procs import start_gateway, start_simulator  # noqa: E402
+from tests.support.scripts import run_script  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -38,21 +39,7 @@ def abgate(*args: str) -> Result:
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`python examples/order-support/NAME ARGS` in-process (its main(argv)); stdout/stderr captured."""
-    import contextlib
-    import importlib.util
-    import io
-
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), HERE / name)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = mod.main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
+    return run_script(HERE / name, *args)
 
 
 def with_upstream(src: Path, dst: Path, sim: str, ft_model: str | None = None) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.support.archive import archived_events as archive_events
-from tests.support.procs import Proc, free_port, start_gateway, wait_http
+from tests.support.procs import Proc, free_port, poll_until, start_gateway, wait_http
 
 
 def start_upstream(tmp: Path) -> tuple[Proc, str]:
@@ -59,14 +58,17 @@ def upstream_and_gateway(tmp: Path, config: Callable[[str], str], env: dict[str,
 
 def wait_events(state: Path, pred: Any, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Poll the archive until `n` events match `pred` (the sink flushes every 200 ms)."""
-    deadline = time.monotonic() + timeout
     found: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        found = [e for e in archive_events(state) if pred(e)]
-        if len(found) >= n:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"expected {n} matching events, found {len(found)}: {found}")
+
+    def enough() -> bool:
+        found[:] = [e for e in archive_events(state) if pred(e)]
+        return len(found) >= n
+
+    try:
+        poll_until(enough, f"{n} matching events", timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"expected {n} matching events, found {len(found)}: {found}") from None
+    return found
 
 
 def event_for(state: Path, interaction_id: str) -> dict[str, Any]:
