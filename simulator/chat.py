@@ -17,7 +17,6 @@ from simulator.generate import BadRequest, Choice, approx_tokens
 from simulator.http import Request, Response, StreamWriter
 
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder()
 _PREFIX = os.urandom(4).hex()  # ids unique across worker processes
 
 
@@ -47,12 +46,7 @@ def _text(content: Any) -> str:
 
 
 def parse(body: bytes, seed: int, echo: bool) -> Completion:
-    try:
-        data = _decode.decode(body)
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"We could not parse the JSON body of your request ({err}).") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
+    data = gen.json_object(body)
     mdl = data.get("model")
     if not isinstance(mdl, str) or not mdl:
         raise BadRequest("you must provide a model parameter", "model")

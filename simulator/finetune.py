@@ -20,6 +20,7 @@ import msgspec
 
 from simulator import ftdata
 from simulator.errors import error
+from simulator.generate import BadRequest, json_object
 from simulator.http import Request, Response
 
 _json = msgspec.json.Encoder()
@@ -128,11 +129,9 @@ class FineTuneStore:
     # --------------------------------------------------------------------- jobs
     def create_job(self, req: Request) -> Response:
         try:
-            body = msgspec.json.decode(req.body)
-        except msgspec.DecodeError as err:
-            return error(400, f"We could not parse the JSON body of your request ({err}).")
-        if not isinstance(body, dict):
-            return error(400, "The request body must be a JSON object.")
+            body = json_object(req.body)
+        except BadRequest as err:
+            return error(400, str(err))
         base = body.get("model")
         if not isinstance(base, str) or not (base in FINE_TUNABLE or base.startswith("ft:")):
             return error(400, f"Model {base!r} is not available for fine-tuning or does not exist.",

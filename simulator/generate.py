@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from simulator import logprobs as lp
 from simulator import model, schema
 
@@ -68,6 +70,20 @@ class BadRequest(Exception):
         self.param = param
         self.code = code
         self.status = status
+
+
+_object = msgspec.json.Decoder()
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; BadRequest with OpenAI's wording otherwise."""
+    try:
+        data = _object.decode(body)
+    except msgspec.DecodeError as err:
+        raise BadRequest(f"We could not parse the JSON body of your request ({err}).") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
 
 
 def approx_tokens(text: str) -> int:

@@ -132,12 +132,7 @@ class ResponsesHandler:
 
     # ------------------------------------------------------------------ create
     def create(self, req: Request, writer: StreamWriter) -> Response | None:
-        try:
-            data = msgspec.json.decode(req.body)
-        except msgspec.DecodeError as err:
-            raise BadRequest(f"We could not parse the JSON body of your request ({err}).") from None
-        if not isinstance(data, dict):
-            raise BadRequest("The request body must be a JSON object.")
+        data = gen.json_object(req.body)
         mdl = data.get("model")
         if not isinstance(mdl, str) or not mdl:
             raise BadRequest("Missing required parameter: 'model'.", "model", "missing_required_parameter")
