@@ -2,7 +2,7 @@
 `abgate events stats` and the benchmarks all go through it).
 
 The archive is JSONL as `gateway.archive.ArchiveWriter` writes it; closed days may also be
-compacted to Parquet (`evaluation.compact`), and `source_sql` then reads the Parquet file of
+compacted to Parquet (`evaluation.compact`), and `load_events` then reads the Parquet file of
 every compacted day whose JSONL files are unchanged and the JSONL of every other day.
 "Latest feedback wins" is written once, in `latest_feedback_sql`.
 
@@ -100,21 +100,6 @@ def read_json_sql(state_dir: Path, columns: dict[str, str] | None = None, files:
         f"read_json({src}, format='newline_delimited', columns={{{cols}}}, "
         "ignore_errors=true, filename=true, maximum_object_size=67108864)"
     )
-
-
-def source_sql(state_dir: Path, columns: dict[str, str] | None = None) -> str:
-    """A table expression over every event: the Parquet of each valid compacted day plus the
-    JSONL of all other days (same columns, `filename` included). Without compaction it is
-    `read_json_sql`."""
-    cols = columns or COLUMNS
-    parquet, jsonl = compact_layout.split_sources(state_dir)
-    if not parquet:
-        return read_json_sql(state_dir, cols)
-    names = ", ".join(f'"{k}"' for k in cols)
-    parts = [f"SELECT {names}, filename FROM read_parquet([{', '.join(map(_lit, parquet))}], filename=true)"]
-    if jsonl:
-        parts.append(f"SELECT {names}, filename FROM {read_json_sql(state_dir, cols, jsonl)}")
-    return "(" + " UNION ALL ".join(parts) + ")"
 
 
 def load_events(con: duckdb.DuckDBPyConnection, name: str, state_dir: Path, *, experiment: str | None = None,

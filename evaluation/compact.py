@@ -3,7 +3,7 @@
 `compact(state_dir)` writes, for every day before today (UTC) that is not compacted yet,
 `<state>/compact/date=YYYY-MM-DD/events.parquet` with every column a reader uses, and
 then a manifest naming the day's JSONL files with their size and mtime. The JSONL files
-stay where they are (they remain the source of truth); `archive_sql.source_sql` reads a
+stay where they are (they remain the source of truth); `archive_sql.load_events` reads a
 day's Parquet only while its JSONL files are exactly the ones in the manifest, so an
 event appended to a closed day later (a spool replay) is never missed: that day is read
 from JSONL again until it is compacted again. A day with unreadable lines is not compacted

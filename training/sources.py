@@ -70,10 +70,9 @@ def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple
         return [], []
     con = duckdb.connect(":memory:")
     try:
-        # The one archive reader (JSONL + compacted Parquet days), with the columns used here.
-        con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM {archive_sql.source_sql(state_dir, _COLUMNS)}")
-        skipped = [Skipped(f"{r[0]}", f"{r[1]} unreadable archive line(s)") for r in con.execute(
-            "SELECT filename, count(*) FROM ev WHERE kind IS NULL GROUP BY filename ORDER BY filename").fetchall()]
+        # The one archive reader (JSONL parsed once, compacted Parquet days in place), with the columns used here.
+        bad = archive_sql.load_events(con, "ev", state_dir, columns=_COLUMNS)
+        skipped = [Skipped(path, f"{n} unreadable archive line(s)") for path, n in sorted(bad.items())]
         where, args = ["kind = 'interaction'", "status = 'ok'",
                        "((response IS NOT NULL AND response <> '') OR tool_calls IS NOT NULL OR output IS NOT NULL)"], []
         if not flt.include_eval:
