@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND := noninteractive
 # and every gateway/simulator/CLI process the tests start recompiles the project from source.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv train-deps sysdeps node-deps lint test demo bench soak clean
+.PHONY: venv train-deps sysdeps node-deps lint test test-durations demo bench soak clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ lint: venv
 
 test: venv train-deps sysdeps node-deps lint
 	$(VENV)/bin/pytest -q -n 4 --dist loadscope --durations=15
+
+# Rewrites tests/durations.json: how long each test module took, so `make test` starts the longest first.
+test-durations: venv train-deps sysdeps node-deps
+	$(VENV)/bin/pytest -q -n 4 --dist loadscope --store-durations
 
 demo: venv
 	$(VENV)/bin/abgate demo

@@ -21,11 +21,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:  # numpy is imported when an index is loaded: a gateway without few-shot arms never pays for it
+    import numpy as np
+    import numpy.typing as npt
 
 from gateway.events import FewShotNote
 from gateway.upstream.transport import UpstreamConnectionError, UpstreamResponse
@@ -66,6 +68,8 @@ def export_path(state_dir: Path, dataset: str, path: str | None = None) -> Path:
 
 
 def encode_vector(vec: npt.ArrayLike) -> str:
+    import numpy as np
+
     return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
 
 
@@ -95,6 +99,8 @@ class FewShotIndex:
     def nearest(self, query: npt.NDArray[np.float32], k: int, min_similarity: float | None = None
                 ) -> list[tuple[int, float]]:
         """(row, cosine) of the k most similar examples, most similar first."""
+        import numpy as np
+
         n = len(self.shots)
         if n == 0:
             return []
@@ -136,6 +142,8 @@ def load_index(path: Path) -> FewShotIndex:
     hit = _cache.get(path)
     if hit is not None and hit[0] == key:
         return hit[1]
+    import numpy as np
+
     data = path.read_bytes()
     try:
         exp = msgspec.json.decode(data, type=FewShotExport)
@@ -240,6 +248,8 @@ class Retriever:
         return shots, self._note("ok", None, (time.perf_counter() - t0) * 1000, hits), waited
 
     async def _embed(self, text: str) -> npt.NDArray[np.float32]:
+        import numpy as np
+
         c = self.client
         body = self.model_prefix + _enc.encode(text) + b"}"
         try:

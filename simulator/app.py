@@ -76,6 +76,7 @@ class Simulator:
         self.rate = RateHeaders()
         self.responses = ResponsesHandler(Path(settings.state_dir), seed=settings.seed, chunk_words=settings.chunk_words)
         self.ft = FineTuneStore(Path(settings.state_dir), ft_seconds=settings.ft_seconds, seed=settings.seed)
+        self.chat_requests = 0  # received so far (`GET /_stats`): lets a test know its requests arrived
 
     def __call__(self, req: Request, writer: StreamWriter) -> Response | None | Awaitable[Response | None]:
         """Every answer carries OpenAI's `x-request-id`, `openai-processing-ms` and `x-ratelimit-*`."""
@@ -100,9 +101,12 @@ class Simulator:
         if path == "/chat/completions":
             if req.method != "POST":
                 return _method(req)
+            self.chat_requests += 1
             return self.chat.handle(req, writer, self._fault(req))
         if path in ("/healthz", "/health"):
             return ok({"status": "ok"})
+        if path == "/_stats":
+            return ok({"chat_requests": self.chat_requests})
         forced = self._fault(req)
         if forced is not None:
             return status_error(forced, retry_after=req.headers.get("x-sim-retry-after", "1"))

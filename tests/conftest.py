@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import Proc, start_redis, start_simulator
+from tests.support.schedule import (  # noqa: F401 - hooks: xdist runs the longest modules first
+    pytest_addoption,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_xdist_make_scheduler,
+)
 
 
 @pytest.fixture

@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from evaluation import archive_sql
 from gateway.archive import glob_pattern
 from training import conversations as conv
 
@@ -68,6 +65,10 @@ class ArchiveFilter:
 def from_archive(state_dir: Path, flt: ArchiveFilter = ArchiveFilter()) -> tuple[list[Candidate], list[Skipped]]:
     if not glob.glob(glob_pattern(state_dir), recursive=True):
         return [], []
+    import duckdb  # here, not at import: the gateway's admin routes import this module
+
+    from evaluation import archive_sql
+
     con = duckdb.connect(":memory:")
     try:
         # The one archive reader (JSONL parsed once, compacted Parquet days in place), with the columns used here.

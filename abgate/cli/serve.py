@@ -97,7 +97,7 @@ def serve(
         http="abgate.http_protocol:GuardedHttpToolsProtocol", lifespan="on", access_log=False,
         log_level=log_level.lower(), timeout_graceful_shutdown=30, timeout_keep_alive=max(1, round(keep_alive_timeout)),
         timeout_worker_healthcheck=60,  # a worker importing on a busy host is slow, not hung
-        server_header=False, date_header=False, proxy_headers=False,
+        server_header=False, date_header=False, proxy_headers=False, ws="none",
     )
     _report_stop(sdir, started)
     if caught:  # a clean stop ends the way it always did: by the signal

@@ -1,14 +1,19 @@
-"""`abgate analyze|gate|promote|rollback|rollout` as real processes on a generated archive."""
+"""`abgate analyze|gate|promote|rollback|rollout` on a generated archive.
+
+In-process (typer's runner) except one real process: the exit code a cron job or CI step sees."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from abgate.cli.main import app
 from evaluation import synth
 from gateway import config as cfgmod
 from gateway.config_store import FileConfigStore
@@ -36,7 +41,19 @@ guardrails:
 """
 
 
-def abgate(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def abgate(*args: str, state: Path) -> Ran:
+    r = CliRunner().invoke(app, [*args, "--state-dir", str(state)])
+    return Ran(r.exit_code, r.stdout, r.stderr)
+
+
+def abgate_process(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "abgate.cli.main", *args, "--state-dir", str(state)],
                           capture_output=True, text=True, timeout=60)
 
@@ -88,7 +105,7 @@ def test_gate_go_apply_promotes_then_rollback(state: Path, tmp_path: Path) -> No
 def test_gate_hold_exit_code_and_bad_criteria(state: Path, tmp_path: Path) -> None:
     crit = tmp_path / "strict.yaml"
     crit.write_text(CRITERIA.replace("min_units_per_arm: 500", "min_units_per_arm: 5000"))
-    r = abgate("gate", "--criteria", str(crit), "--apply", state=state)
+    r = abgate_process("gate", "--criteria", str(crit), "--apply", state=state)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "HOLD" in r.stdout and "min_units_per_arm 5000" in r.stdout
     assert FileConfigStore(state).latest_version() == 1  # HOLD applies nothing

@@ -98,9 +98,15 @@ def test_sigterm_under_load_cuts_nothing_and_flushes_every_event(tmp_path: Path)
                     n += 1
 
         threads = [threading.Thread(target=slow, args=(i,)) for i in range(SLOW)]
-        threads += [threading.Thread(target=looper, args=(k,)) for k in range(LOOPERS)]
         for t in threads:
             t.start()
+        # every slow request is at the upstream (so the gateway accepted it) before the loopers start
+        poll_until(lambda: httpx.get(f"{sim}/_stats").json()["chat_requests"] >= SLOW, "the slow requests upstream",
+                   interval=0.02)
+        loopers = [threading.Thread(target=looper, args=(k,)) for k in range(LOOPERS)]
+        for t in loopers:
+            t.start()
+        threads += loopers
         poll_until(lambda: out.first_chunks >= SLOW // 2, "the slow streams under way", interval=0.02)
         code = gw_proc.stop(sig=signal.SIGTERM, timeout=40)
         assert code in (0, -signal.SIGTERM), code  # uvicorn re-raises SIGTERM after a clean drain

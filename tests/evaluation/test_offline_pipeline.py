@@ -1,5 +1,6 @@
 """Offline eval end to end against real processes: the simulator (direct and through the
-gateway with a pinned arm), the CLI (`abgate eval run|compare|gate`) as a subprocess."""
+gateway with a pinned arm); the CLI (`abgate eval run|compare|gate`) in-process, and `abgate gate`
+as a real process once."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 from typer.testing import CliRunner
 
 from abgate.cli.main import app
+from evaluation.offline import dataset as ds
+from evaluation.offline import pipeline, scorers
+from evaluation.offline.runner import RunSettings, Target
 from simulator import intent_data
 from tests.conftest import write_config
 from tests.support.procs import abgate_cmd, start_gateway, start_simulator
@@ -71,25 +77,25 @@ def run_eval(state: Path, data: Path, name: str, *extra: str) -> dict:
 
 
 def run_evals_together(state: Path, data: Path, url: str, models: dict[str, str]) -> list[dict]:
-    procs = [subprocess.Popen(abgate_cmd("eval", "run", "--dataset", str(data), "--name", name, "--state-dir",
-                                         str(state), "--concurrency", "16", "--category-key",
-                                         "reference.intent_type", "--json", "--model", model, "--base-url", url),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
-             for name, model in models.items()]
-    out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=120)
-        assert p.returncode == 0, stdout + stderr
-        out.append(json.loads(stdout))
-    return out
+    """The runs `abgate eval run --model M --name N` makes, at once on threads of this process
+    (each thread its own event loop): the CLI around them is exercised by the other tests here."""
+    dataset = ds.load(data, category_key="reference.intent_type")
+
+    def one(name: str, model: str) -> dict:
+        target = Target(base_url=url, model=model, api_key="unused", extra_body={"temperature": 0.0})
+        scs = scorers.build(scorers.DEFAULT_SCORERS, scorers.ScorerOptions(concurrency=16))
+        run = pipeline.execute(state, dataset, target, RunSettings(16, None, 3), scs, run_id=name)
+        return msgspec.to_builtins(run.summary)
+
+    with ThreadPoolExecutor(len(models)) as pool:
+        return list(pool.map(one, models, models.values()))
 
 
 def test_base_vs_finetuned_vs_worse_end_to_end(slow_simulator: str, heldout: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     url = f"{slow_simulator}/v1"
-    # the three runs at once, as processes: each sees the same machine load, so the latency
-    # guardrail compares the models, not whatever else the machine was doing at the time
+    # the three runs at once: each sees the same machine load, so the latency guardrail
+    # compares the models, not whatever else the machine was doing at the time
     base, ft, worse = run_evals_together(state, heldout, url, {"base": BASE, "ft": FT, "worse": "gpt-4o-mini-worse"})
     for s in (base, ft, worse):
         assert s["n_examples"] == 200 and s["n_failed"] == 0

@@ -69,3 +69,11 @@ def test_models_retrieve(client: openai.OpenAI) -> None:
     assert m.id == MODEL and m.object == "model"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_stats_count_the_chat_requests_received(sim_base: str) -> None:
+    before = httpx.get(f"{sim_base}/_stats").json()["chat_requests"]
+    for stream in (False, True):
+        httpx.post(f"{sim_base}/v1/chat/completions", json={"model": MODEL, "messages": ASK, "stream": stream})
+    httpx.post(f"{sim_base}/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"})
+    assert httpx.get(f"{sim_base}/v1/_stats").json()["chat_requests"] == before + 2

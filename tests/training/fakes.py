@@ -1,4 +1,4 @@
-"""respx stand-ins for the fine-tuning APIs we cannot run here (Azure OpenAI, Together AI).
+"""respx stand-ins for the fine-tuning APIs we cannot run here (Azure OpenAI, Together AI), and a training file.
 
 Each follows the provider's documented request and response shapes and moves a job one status
 forward per retrieve, so a `--wait` loop sees the whole lifecycle deterministically.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,14 @@ import respx
 
 AZURE_ENDPOINT = "https://abgate-test.openai.azure.com"
 TOGETHER_BASE = "https://together.test/v1"
+
+
+def write_dataset(path: Path, n: int = 12) -> Path:
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "system", "content": "You classify intents."},
+        {"role": "user", "content": f"Busco un regalo numero {i} para mi madre"},
+        {"role": "assistant", "content": f"GIFT mid_range {i}"}]}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
 
 
 @dataclass

@@ -1,10 +1,16 @@
-"""hf-lora end to end on the CPU: the issue's "done when" through the CLI, the adapter reloads and generates,
-the serving config reaches the router config through `models add-arm`, and a broken run fails with its log."""
+"""hf-lora on the CPU: what a finished run leaves (the adapter reloads and generates, the serving config
+reaches the router config through `models add-arm`), and how a run fails.
+
+`verify_trained` runs inside the shared provider suite (`test_providers.py`), on the job its hf-lora
+launch trained: one training run serves both, since each costs a torch + TRL start.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,10 +19,8 @@ from typer.testing import CliRunner
 from abgate.cli.main import app
 from gateway.config import parse_yaml
 from gateway.config_store import FileConfigStore
-from tests.training.test_providers import tiny_model, write_dataset  # noqa: F401 - the module-scoped fixture
+from tests.training.fakes import write_dataset
 from training.registry import Registry
-
-pytest.importorskip("trl")
 
 ROUTER = """
 routes:
@@ -31,24 +35,15 @@ models:
 """
 
 
-def test_finetune_launch_hf_lora_wait_trains_registers_and_prints_serving(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
-    state = tmp_path / "state"
-    data = write_dataset(tmp_path / "train.jsonl")
-    runner = CliRunner()
-    r = runner.invoke(app, ["finetune", "launch", str(data), "--provider", "hf-lora", "--model", str(tiny_model),
-                            "--epochs", "1", "--batch-size", "4", "--suffix", "intents", "--wait", "--poll", "0.3",
-                            "--state-dir", str(state)])
-    assert r.exit_code == 0, r.output
-    out = " ".join(r.output.split())
-    with Registry(state) as reg:
-        (run,) = reg.runs()
-        (mv,) = reg.model_versions()
+def verify_trained(state: Path, run: dict[str, Any], mv: dict[str, Any], output: str, base_model: Path) -> None:
+    """The issue's "done when" for a `finetune launch --provider hf-lora --suffix intents --wait` that succeeded."""
+    out = " ".join(output.split())
     name = mv["model_id"]
     adapter = state.resolve() / "hf-lora" / "jobs" / run["provider_job_id"] / "adapter"
-    assert mv["provider"] == "hf-lora" and name.startswith("intents-lora-")
+    assert name.startswith("intents-lora-")
     assert run["gpu_seconds"] > 0 and run["trained_tokens"] > 0 and run["actual_cost_usd"] == 0
     # the exact serving config: vLLM with the LoRA adapter, the dynamic load call, the router entries
-    assert f"vllm serve {tiny_model} --enable-lora --lora-modules {name}={adapter}" in out
+    assert f"vllm serve {base_model} --enable-lora --lora-modules {name}={adapter}" in out
     assert "/v1/load_lora_adapter" in out and f"abgate models add-arm ROUTE {name}" in out
     job_dir = adapter.parent
     serving = yaml.safe_load((job_dir / "serving.yaml").read_text())
@@ -64,7 +59,7 @@ def test_finetune_launch_hf_lora_wait_trains_registers_and_prints_serving(tiny_m
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(adapter)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model), adapter)
     prompt = tok.apply_chat_template([{"role": "user", "content": "Busco un regalo"}], add_generation_prompt=True,
                                      return_tensors="pt", return_dict=True)
     torch.manual_seed(0)
@@ -73,7 +68,7 @@ def test_finetune_launch_hf_lora_wait_trains_registers_and_prints_serving(tiny_m
 
     # add-arm takes the serving config: the vLLM upstream and the adapter's model entry
     FileConfigStore(state).put(parse_yaml(ROUTER), expected_version=None, author="t", reason="init")
-    a = runner.invoke(app, ["models", "add-arm", "support", name, "--state-dir", str(state)])
+    a = CliRunner().invoke(app, ["models", "add-arm", "support", name, "--state-dir", str(state)])
     assert a.exit_code == 0, a.output
     cfg = FileConfigStore(state).current().config
     assert cfg.routes["support"].arms[-1].model == name and cfg.routes["support"].arms[-1].weight == 0.0
@@ -81,12 +76,13 @@ def test_finetune_launch_hf_lora_wait_trains_registers_and_prints_serving(tiny_m
     assert cfg.models[name].upstream == "vllm-lora" and cfg.models[name].input_per_mtok == 0.0
 
 
-def test_a_broken_base_model_fails_with_the_log(tmp_path: Path, tiny_model: Path) -> None:  # noqa: F811
-    import shutil
-
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs the train extra")
+def test_a_broken_base_model_fails_early_with_the_log(tmp_path: Path) -> None:
+    """An architecture transformers does not know fails at the config, before TRL is even imported."""
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_model, broken)
+    broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    (broken / "tokenizer.json").write_text("{}")
     r = CliRunner().invoke(app, ["finetune", "launch", str(write_dataset(tmp_path / "t.jsonl")), "--provider",
                                  "hf-lora", "--model", str(broken), "--wait", "--poll", "0.3", "--state-dir",
                                  str(tmp_path / "state")])
@@ -96,6 +92,10 @@ def test_a_broken_base_model_fails_with_the_log(tmp_path: Path, tiny_model: Path
         assert reg.model_versions() == []
     assert run["status"] == "failed" and "no-such-architecture" in run["error"]
     assert run["started_at"] is None  # it never trained: no start time is made up
+    job_dir = tmp_path / "state" / "hf-lora" / "jobs" / run["provider_job_id"]
+    log = (job_dir / "train.log").read_text()
+    assert "no-such-architecture" in log and "Traceback" in log
+    assert "AutoConfig" in log and "/trl/" not in log  # the config check ran first
 
 
 def test_base_model_not_found_is_refused_before_upload(tmp_path: Path) -> None:

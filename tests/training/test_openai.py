@@ -11,8 +11,7 @@ import pytest
 import respx
 
 from gateway.config import ConfigError, parse_yaml
-from tests.training.fakes import AZURE_ENDPOINT, FakeAPI, mock_azure
-from tests.training.test_providers import write_dataset
+from tests.training.fakes import AZURE_ENDPOINT, FakeAPI, mock_azure, write_dataset
 from training import providers, service
 from training.providers.base import ProviderRefused
 from training.providers.openai import OpenAIOptions, is_wind_down_refusal, make_openai

@@ -3,7 +3,8 @@
 - openai: the simulator's fine-tuning API as a real process on loopback (end to end over HTTP);
 - azure: the AzureOpenAI client against a respx stand-in of Azure's documented shapes;
 - together: Together AI's documented REST shapes under respx;
-- hf-lora: a real TRL + PEFT LoRA run on the CPU with a tiny model built here from a config.
+- hf-lora: a real TRL + PEFT LoRA run on the CPU with a tiny model built here from a config
+  (its own promises, the adapter and the serving config, are `test_hf_lora.verify_trained`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import respx
@@ -21,21 +23,22 @@ from typer.testing import CliRunner
 
 from abgate.cli.main import app
 from tests.support.procs import start_simulator
-from tests.training.fakes import AZURE_ENDPOINT, TOGETHER_BASE, TOGETHER_MODEL, FakeAPI, mock_azure, mock_together
+from tests.training.fakes import (
+    AZURE_ENDPOINT,
+    TOGETHER_BASE,
+    TOGETHER_MODEL,
+    FakeAPI,
+    mock_azure,
+    mock_together,
+    write_dataset,
+)
+from tests.training.test_hf_lora import verify_trained
 from training.providers.base import STATUSES
 from training.registry import Registry
 
 PROVIDERS = ("openai", "azure", "together", "hf-lora")
 ENV_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY",
             "OPENAI_API_VERSION", "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "ABGATE_FINETUNE_PROVIDER")
-
-
-def write_dataset(path: Path, n: int = 12) -> Path:
-    path.write_text("".join(json.dumps({"messages": [
-        {"role": "system", "content": "You classify intents."},
-        {"role": "user", "content": f"Busco un regalo numero {i} para mi madre"},
-        {"role": "assistant", "content": f"GIFT mid_range {i}"}]}) + "\n" for i in range(n)), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,8 @@ class Harness:
     state: Path
     uploads: Callable[[], int]
     env: dict[str, str] = field(default_factory=dict)
+    # what this provider promises beyond the shared checks, given (state, run, model version, CLI output)
+    verify: Callable[[Path, dict[str, Any], dict[str, Any], str], None] | None = None
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -94,7 +99,8 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         else:
             model = request.getfixturevalue("tiny_model")
             files = state / "hf-lora" / "files"
-            h = Harness(name, str(model), state, uploads=lambda: len(list(files.glob("*"))) if files.is_dir() else 0)
+            h = Harness(name, str(model), state, uploads=lambda: len(list(files.glob("*"))) if files.is_dir() else 0,
+                        verify=lambda st, run, mv, out: verify_trained(st, run, mv, out, model))
         for k, v in h.env.items():
             monkeypatch.setenv(k, v)
         yield h
@@ -123,6 +129,8 @@ def test_launch_wait_registers_a_model_version(harness: Harness, tmp_path: Path)
     assert run["started_at"] and run["finished_at"] and run["started_at"] <= run["finished_at"]
     assert (run["trained_tokens"] or 0) > 0 or (run["gpu_seconds"] or 0) > 0
     assert mv["provider"] == harness.provider and mv["model_id"] == run["result_model"] and mv["examples"] == 12
+    if harness.verify is not None:
+        harness.verify(harness.state, run, mv, out)
     job = run["provider_job_id"]
 
     code, out = cli("finetune", "events", job, "--json", "--state-dir", str(harness.state))

@@ -61,6 +61,12 @@ def train(files: JobFiles) -> None:
     files.event(f"Files validated: {len(train_rows)} training examples"
                 + (f", {len(val_rows)} validation" if val_rows else ""))
 
+    base = job["base_model"]
+    from transformers import AutoConfig
+
+    AutoConfig.from_pretrained(base)  # an unknown architecture fails here, before TRL's import
+    files.event(f"Base model config loaded: {base}")
+
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -69,7 +75,6 @@ def train(files: JobFiles) -> None:
 
     seed = int(job.get("seed") or 0)
     torch.manual_seed(seed)
-    base = job["base_model"]
     tok = AutoTokenizer.from_pretrained(base)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
