@@ -13,9 +13,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import RouterConfig
 from gateway.events import now_rfc3339
@@ -33,6 +31,9 @@ from training.providers.base import (
 )
 from training.providers.openai import OpenAITrainer
 from training.registry import Registry
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: `abgate serve` mounts these routes and never needs httpx
 
 __all__ = ["DatasetFacts", "JobEvent", "JobInfo", "JobSpec", "Launched", "OpenAITrainer", "ProviderRefused",
            "Trainer", "TrainerError", "launch", "make_trainer", "sync_run", "trainer_for_job"]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gateway.config import RouterConfig, TrainingProvider
 from training.providers.base import BUILTIN_PROVIDERS, ProviderRefused, Trainer
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: `abgate serve` mounts these routes and never needs httpx
 
 __all__ = ["BUILTIN_PROVIDERS", "ProviderRefused", "Trainer", "default_name", "entry_for", "provider_names", "resolve", "upstream_credentials"]
 

@@ -15,8 +15,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from training import tokens as tk
 from training.providers.base import (
     DatasetFacts,
@@ -30,6 +28,7 @@ from training.providers.base import (
 )
 
 if TYPE_CHECKING:
+    import httpx  # annotations only: `abgate serve` mounts these routes and never needs httpx
     import openai
 
 NO_NEW_ORGS_SINCE = date(2026, 5, 7)
