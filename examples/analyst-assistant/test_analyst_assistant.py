@@ -20,6 +20,7 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:  # examples are collected without the tests package on the path
     sys.path.insert(0, str(ROOT))
 
+from tests.support import http  # noqa: E402
 from tests.support.procs import start_gateway, start_simulator  # noqa: E402
 from tests.support.scripts import run_script  # noqa: E402
 
@@ -78,17 +79,17 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         # ... and the UI's own calls: one answer, thumbs up, an edit
         from simulator.tasks import ANALYST_SYSTEM_PROMPT  # noqa: PLC0415  (the app's system prompt)
 
-        r = httpx.post(f"{url}/v1/chat/completions", json={"model": "analyst", "user": "ui-analyst", "messages": [
+        r = http.post(f"{url}/v1/chat/completions", json={"model": "analyst", "user": "ui-analyst", "messages": [
             {"role": "system", "content": ANALYST_SYSTEM_PROMPT},
             {"role": "user", "content": "What was NVDA's SBC in Q3?"}]}, timeout=10)
         assert r.status_code == 200
         iid = r.headers["x-abgate-interaction-id"]
         for metric, value in (("thumbs", 1), ("edited_response", "NVDA's SBC in Q3 was $1.4B (10-Q).")):
-            fb = httpx.post(f"{url}/v1/feedback", json={"interaction_id": iid, "metric": metric, "value": value},
+            fb = http.post(f"{url}/v1/feedback", json={"interaction_id": iid, "metric": metric, "value": value},
                             timeout=10)
             assert fb.status_code in (200, 201, 202), fb.text
         # the seed's curl as written (no header): 401, and the error says which header to send
-        denied = httpx.get(f"{url}/admin/export/jsonl", params={"min_quality": 6}, timeout=10)
+        denied = http.get(f"{url}/admin/export/jsonl", params={"min_quality": 6}, timeout=10)
         assert denied.status_code == 401 and "Authorization: Bearer" in denied.json()["error"]["message"]
 
         # the sink writes in order: once the last feedback is archived, all the traffic before it is
@@ -127,7 +128,7 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         assert rep["dataset_id"] is None and rep["examples"] == 0, rep["filtered_out"]
 
         # pre-training checklist on the exported training file
-        exported = httpx.get(f"{url}/admin/export/jsonl", params={"min_quality": 6, "dataset_id": ds}, headers=admin,
+        exported = http.get(f"{url}/admin/export/jsonl", params={"min_quality": 6, "dataset_id": ds}, headers=admin,
                              timeout=30)
         assert exported.status_code == 200
         train = tmp_path / "training.jsonl"
@@ -145,7 +146,7 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         assert trig_before["new quality examples"]["fired"]
 
         # Phase 3: fine-tune through the admin API, monitor with the CLI
-        created = httpx.post(f"{url}/admin/fine-tune/create", headers=admin, timeout=60, json={
+        created = http.post(f"{url}/admin/fine-tune/create", headers=admin, timeout=60, json={
             "base_model": BASE, "min_quality_score": 6, "dataset_id": ds, "suffix": "sigmasight-v1",
             "hyperparameters": {"n_epochs": 3}})
         assert created.status_code == 201, created.text
@@ -154,10 +155,10 @@ def test_analyst_assistant_end_to_end(tmp_path: Path) -> None:
         abg("finetune", "wait", job_id, "--poll", "0.3")
         events = json.loads(abg("finetune", "events", job_id, "--json").stdout)
         assert events and any("succeeded" in str(e).lower() or "complete" in str(e).lower() for e in events)
-        status = httpx.get(f"{url}/admin/fine-tune/{job_id}/status", headers=admin, timeout=30).json()
+        status = http.get(f"{url}/admin/fine-tune/{job_id}/status", headers=admin, timeout=30).json()
         assert status["status"] == "succeeded"
         model = status["fine_tuned_model"]
-        listed = httpx.get(f"{url}/admin/fine-tune/models", headers=admin, timeout=10).json()["data"]
+        listed = http.get(f"{url}/admin/fine-tune/models", headers=admin, timeout=10).json()["data"]
         assert any(v["model_id"] == model for v in listed)
 
         # Phase 4: held-out eval (key facts, length ratio, similarity), compare, offline gate

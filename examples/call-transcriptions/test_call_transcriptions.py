@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # examples are collected without the tests package on the path
     sys.path.insert(0, str(ROOT))
 
+from tests.support import http  # noqa: E402
 from tests.support.procs import start_gateway, start_simulator  # noqa: E402
 from tests.support.scripts import run_script  # noqa: E402
 
@@ -173,10 +173,10 @@ def test_call_transcriptions_workflow(tmp_path: Path, monkeypatch: pytest.Monkey
         gw_proc, gw = start_gateway(tmp_path, router, state)
         try:
             ask = {"messages": [{"role": "user", "content": "Can you track my order 123456, please?"}], "user": "c1"}
-            ok = httpx.post(f"{gw}/v1/chat/completions", headers={"authorization": "Bearer sk-acme-demo"},
+            ok = http.post(f"{gw}/v1/chat/completions", headers={"authorization": "Bearer sk-acme-demo"},
                             json={**ask, "model": "acme-support"}, timeout=10)
             assert ok.status_code == 200 and ok.headers["x-abgate-route"] == "acme-support"
-            denied = httpx.post(f"{gw}/v1/chat/completions", headers={"authorization": "Bearer sk-acme-demo"},
+            denied = http.post(f"{gw}/v1/chat/completions", headers={"authorization": "Bearer sk-acme-demo"},
                                 json={**ask, "model": "globex-support"}, timeout=10)
             assert denied.status_code in (403, 404) and "message" in denied.json()["error"]
         finally:
@@ -189,7 +189,7 @@ def test_call_transcriptions_workflow(tmp_path: Path, monkeypatch: pytest.Monkey
             assert mv["dataset_id"] == datasets[tenant]
             r = abgate("models", "add-arm", f"{tenant}-support", mv["model_id"], "--arm-name", "fine-tuned")
             assert r.exit_code == 0, r.output
-            resp = httpx.post(f"{sim}/v1/chat/completions", timeout=10, json={
+            resp = http.post(f"{sim}/v1/chat/completions", timeout=10, json={
                 "model": mv["model_id"], "messages": [
                     {"role": "system", "content": f"You are the customer service assistant of {brand[tenant]}."},
                     {"role": "user", "content": "Can you track my order 123456, please?"}]})

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # examples are collected without the tests package on the path
     sys.path.insert(0, str(ROOT))
 
+from tests.support import http  # noqa: E402
 from tests.support.archive import archived_events  # noqa: E402
 from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_simulator, wait_http  # noqa: E402
 
@@ -55,7 +55,7 @@ def traffic(gw: str, users: int, requests: int, seed: int) -> dict:
 
 def wait_serving(gw: str, version: int) -> None:
     """The gateway polls the store (0.5 s): wait until it serves `version`."""
-    poll_until(lambda: httpx.get(f"{gw}/admin/config").json()["version"] >= version, f"config v{version}",
+    poll_until(lambda: http.get(f"{gw}/admin/config").json()["version"] >= version, f"config v{version}",
                timeout=15, interval=0.1)
 
 
@@ -178,7 +178,7 @@ def test_model_migration_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         r = abgate("models", "check", "--days", "365", "--json")
         assert r.exit_code == 0 and json.loads(r.stdout)["serving_traffic"] == 0, r.output
         wait_serving(gw, cur.version)
-        resp = httpx.post(f"{gw}/v1/chat/completions", json={
+        resp = http.post(f"{gw}/v1/chat/completions", json={
             "model": ROUTE, "user": "customer-after", "messages": [{"role": "user", "content": "Where is my order 4411?"}]})
         assert resp.status_code == 200 and resp.headers["x-abgate-arm"] == "luna-fewshot"
     finally:

@@ -11,18 +11,19 @@ from typer.testing import CliRunner
 
 from abgate.cli.main import app
 from tests.conftest import write_config
+from tests.support import http
 from tests.support.procs import start_gateway
 
 
 def _chat(base: str, user: str) -> str:
-    r = httpx.post(f"{base}/v1/chat/completions", timeout=10,
+    r = http.post(f"{base}/v1/chat/completions", timeout=10,
                    json={"model": "support", "user": user, "messages": [{"role": "user", "content": "Where is my order?"}]})
     assert r.status_code == 200, r.text
     return r.json()["id"]
 
 
 def _feedback(base: str, iid: str, key: str) -> httpx.Response:
-    return httpx.post(f"{base}/v1/feedback", timeout=10,
+    return http.post(f"{base}/v1/feedback", timeout=10,
                       json={"interaction_id": iid, "metric": "thumbs", "value": 1, "idempotency_key": key})
 
 

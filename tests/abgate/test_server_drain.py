@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
+from tests.support import http
 from tests.support.archive import archived_events
 from tests.support.procs import poll_until, start_gateway, start_simulator
 
@@ -101,7 +102,7 @@ def test_sigterm_under_load_cuts_nothing_and_flushes_every_event(tmp_path: Path)
         for t in threads:
             t.start()
         # every slow request is at the upstream (so the gateway accepted it) before the loopers start
-        poll_until(lambda: httpx.get(f"{sim}/_stats").json()["chat_requests"] >= SLOW, "the slow requests upstream",
+        poll_until(lambda: http.get(f"{sim}/_stats").json()["chat_requests"] >= SLOW, "the slow requests upstream",
                    interval=0.02)
         loopers = [threading.Thread(target=looper, args=(k,)) for k in range(LOOPERS)]
         for t in loopers:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import http
 from tests.support.gateway_helpers import archive_events, event_for, start_upstream, upstream_and_gateway, wait_events
 from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_gateway, wait_http
 
@@ -91,7 +92,7 @@ def test_api_keys_map_to_tenants_and_routes(env: dict[str, Any]) -> None:
 def test_upstream_key_sent_upstream_but_never_logged(env: dict[str, Any]) -> None:
     r = chat(env["client"], KEY_A)
     assert r.status_code == 200
-    last = httpx.get(f"{env['up']}/_last").json()
+    last = http.get(f"{env['up']}/_last").json()
     assert last["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
     # the client's own key is not forwarded upstream
     assert KEY_A not in json.dumps(last["headers"])
@@ -249,7 +250,7 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
 
         t = threading.Thread(target=slow_call)
         t.start()
-        poll_until(lambda: httpx.get(f"{up}/_count").json().get("slow-model", 0) >= 1,
+        poll_until(lambda: http.get(f"{up}/_count").json().get("slow-model", 0) >= 1,
                    "the request to wait on the 3 s upstream")
         # uvicorn re-raises SIGTERM after its graceful shutdown: -15 after a clean drain is fine
         assert gw_proc.stop(sig=signal.SIGTERM, timeout=30) in (0, -signal.SIGTERM)

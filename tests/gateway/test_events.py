@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
+from tests.support import http
 from tests.support.archive import archived_events as archived
 from tests.support.procs import Proc, abgate_cmd, poll_until, start_gateway, start_redis
 
@@ -22,13 +23,13 @@ def chat(base: str, i: int, stream: bool = False) -> httpx.Response:
     body: dict[str, Any] = {"model": "support", "user": f"user-{i % 7}", "stream": stream,
                             "messages": [{"role": "system", "content": "Be brief."},
                                          {"role": "user", "content": f"Where is order {i}?"}]}
-    r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=20)
+    r = http.post(f"{base}/v1/chat/completions", json=body, timeout=20)
     assert r.status_code == 200, r.text
     return r
 
 
 def thumbs(base: str, iid: str, value: int = 1) -> None:
-    r = httpx.post(f"{base}/v1/feedback", json={"interaction_id": iid, "metric": "thumbs", "value": value,
+    r = http.post(f"{base}/v1/feedback", json={"interaction_id": iid, "metric": "thumbs", "value": value,
                                                 "idempotency_key": "k1"}, timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "recorded", r.text
 
@@ -93,7 +94,7 @@ def test_embedded_mode_logs_every_request_and_feedback(tmp_path: Path, simulator
     try:
         ids, fed = traffic(base, 0, 24, feedback_every=2)
         # A retried feedback POST is a duplicate and writes nothing.
-        r = httpx.post(f"{base}/v1/feedback", json={"interaction_id": fed[0], "metric": "thumbs", "value": 1,
+        r = http.post(f"{base}/v1/feedback", json={"interaction_id": fed[0], "metric": "thumbs", "value": 1,
                                                     "idempotency_key": "k1"})
         assert r.json()["status"] == "duplicate"
     finally:
@@ -122,7 +123,7 @@ def test_redis_outage_mid_run_loses_and_duplicates_nothing(tmp_path: Path, simul
         more = traffic(base, 10, 10)
         ids, fed = ids + more[0], fed + more[1]
         assert list((state / "spool").glob("*.jsonl")), "events must be spooled while Redis is down"
-        assert httpx.get(f"{base}/readyz").status_code == 200  # the spool is durable storage
+        assert http.get(f"{base}/readyz").status_code == 200  # the spool is durable storage
         rproc, _ = start_redis(tmp_path, port=port)
         more = traffic(base, 20, 10)
         ids, fed = ids + more[0], fed + more[1]
@@ -175,10 +176,10 @@ def test_config_change_through_one_gateway_is_served_by_the_other(tmp_path: Path
     g2 = None
     try:
         g2, base2 = start_gateway(tmp_path, cfg, tmp_path / "s2", "--redis", url)
-        v = httpx.get(f"{base1}/admin/config").json()["version"]
-        assert httpx.get(f"{base2}/admin/config").json()["version"] == v
+        v = http.get(f"{base1}/admin/config").json()["version"]
+        assert http.get(f"{base2}/admin/config").json()["version"] == v
         new_yaml = write_config(tmp_path / "new.yaml", simulator, weights=(0.2, 0.8)).read_text()
-        r = httpx.put(f"{base1}/admin/config", params={"expected_version": v, "reason": "ramp"},
+        r = http.put(f"{base1}/admin/config", params={"expected_version": v, "reason": "ramp"},
                       content=new_yaml, headers={"content-type": "application/yaml"})
         assert r.status_code == 200, r.text
         new_version = r.json()["version"]
@@ -186,7 +187,7 @@ def test_config_change_through_one_gateway_is_served_by_the_other(tmp_path: Path
         # the other replica follows (pub/sub, else its poll); how fast is the benchmark's business
         poll_until(lambda: chat(base2, 1).headers["x-abgate-config-version"] == str(new_version),
                    "the other replica to serve the new config", timeout=15, interval=0.02)
-        weights = [a["weight"] for a in httpx.get(f"{base2}/admin/config").json()["config"]["routes"]["support"]["arms"]]
+        weights = [a["weight"] for a in http.get(f"{base2}/admin/config").json()["config"]["routes"]["support"]["arms"]]
         assert weights == [0.2, 0.8]
     finally:
         g1.stop()
@@ -207,10 +208,10 @@ def test_unwritable_archive_keeps_serving_and_reports_not_ready(tmp_path: Path, 
         events.write_text("the archive disk is gone")  # every write now fails (root ignores chmod)
         more = traffic(base, 4, 6)  # requests keep flowing
         ids, fed = ids + more[0], fed + more[1]
-        poll_until(lambda: httpx.get(f"{base}/readyz").status_code == 503, "readyz to report the failing disk")
+        poll_until(lambda: http.get(f"{base}/readyz").status_code == 503, "readyz to report the failing disk")
         events.unlink()
         moved.rename(events)  # the disk is back: queued events are written, ready again
-        poll_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, "ready again")
+        poll_until(lambda: http.get(f"{base}/readyz").status_code == 200, "ready again")
     finally:
         stop_gracefully(gw)
     check_log(archived(state), ids, fed)

@@ -6,12 +6,12 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway import lifecycle as lc
 from gateway.config import ConfigError, validate
+from tests.support import http
 from tests.support.procs import poll_until, start_gateway, start_simulator
 
 CFG = {
@@ -105,9 +105,9 @@ upstreams:
 """)
         gw, base = start_gateway(tmp_path, cfg, tmp_path / "state")
         series = 'abgate_model_days_to_shutdown{arm="control",model="ft:gpt-4o-mini-2024-07-18:acme:support:abc123"'
-        poll_until(lambda: series in httpx.get(f"{base}/metrics").text, "the days-to-shutdown gauge", timeout=15,
+        poll_until(lambda: series in http.get(f"{base}/metrics").text, "the days-to-shutdown gauge", timeout=15,
                    interval=0.1)
-        text = httpx.get(f"{base}/metrics").text
+        text = http.get(f"{base}/metrics").text
         assert series in text, text[-2000:]
         value = float(next(line for line in text.splitlines() if line.startswith(series)).rsplit(" ", 1)[1])
         assert abs(value - lc.days_to(date(2027, 1, 14))) < 0.1

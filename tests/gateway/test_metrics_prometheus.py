@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import promql
+from tests.support import http, promql
 from tests.support.procs import Proc, start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def chat(client: httpx.Client, base: str, user: str, *, stream: bool) -> httpx.R
 
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     # A fresh connection each time, so with several workers any of them may answer.
-    text = httpx.get(f"{base}/metrics", timeout=10, headers={"connection": "close"}).text
+    text = http.get(f"{base}/metrics", timeout=10, headers={"connection": "close"}).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
@@ -152,7 +152,7 @@ def test_dashboards_and_alerts_return_data_from_real_prometheus(tmp_path: Path, 
             empty.append(f"{where}: {expr} -> {result}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
 
-    rules = httpx.get(f"{prom_base}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    rules = http.get(f"{prom_base}/api/v1/rules", timeout=10).json()["data"]["groups"]
     evaluated = [r for g in rules for r in g["rules"]]
     assert len(evaluated) == len(promql.rule_queries())
     assert all(r["health"] == "ok" for r in evaluated), [(r["name"], r.get("lastError")) for r in evaluated]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from tests.support import http
 from tests.support.procs import Proc, start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ auth:
 
 
 def test_served_document_is_the_published_one(gateway: dict[str, Any]) -> None:
-    served = httpx.get(f"{gateway['base']}/schema/openapi.json", timeout=10).json()
+    served = http.get(f"{gateway['base']}/schema/openapi.json", timeout=10).json()
     published = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert served == published
 

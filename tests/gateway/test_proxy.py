@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import http
 from tests.support.gateway_helpers import event_for, upstream_and_gateway, wait_events
 from tests.support.procs import free_port
 
@@ -96,7 +97,7 @@ def chat(client: httpx.Client, route: str, user: str | None = "u1", **extra: Any
 
 
 def last_upstream_body(env: dict[str, Any]) -> bytes:
-    doc = httpx.get(f"{env['up']}/_last").json()
+    doc = http.get(f"{env['up']}/_last").json()
     return base64.b64decode(doc["body"])
 
 
@@ -250,7 +251,7 @@ def test_connection_refused_502_then_circuit_opens_and_fallback_serves(env: dict
 
 
 def test_client_disconnect_mid_stream_cancels_upstream(env: dict[str, Any]) -> None:
-    before = httpx.get(f"{env['up']}/_cancelled").json()["cancelled"]
+    before = http.get(f"{env['up']}/_cancelled").json()["cancelled"]
     with env["client"].stream("POST", "/v1/chat/completions",
                               json={"model": "stall", "messages": MSGS, "stream": True}) as r:
         iid = r.headers["x-abgate-interaction-id"]
@@ -261,7 +262,7 @@ def test_client_disconnect_mid_stream_cancels_upstream(env: dict[str, Any]) -> N
     assert ev["status"] == "client_closed" and ev["http_status"] == 499
     cancelled = False
     for _ in range(100):
-        if httpx.get(f"{env['up']}/_cancelled").json()["cancelled"] > before:
+        if http.get(f"{env['up']}/_cancelled").json()["cancelled"] > before:
             cancelled = True
             break
         time.sleep(0.05)

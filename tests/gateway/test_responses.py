@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
 import openai
 import pytest
 
 from tests.gateway.conftest import Live
+from tests.support import http
 from tests.support.gateway_helpers import event_for
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ def _sdk(live: Live) -> openai.OpenAI:
 
 
 def _upstream_last(live: Live) -> dict:
-    doc = httpx.get(f"{live.up}/_last").json()
+    doc = http.get(f"{live.up}/_last").json()
     return json.loads(base64.b64decode(doc["body"])) if doc.get("body") else doc
 
 

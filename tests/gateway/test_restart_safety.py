@@ -10,7 +10,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -18,6 +17,7 @@ from abgate.cli.main import app
 from gateway import config_store as cs
 from gateway.redis_store import RedisConfigStore
 from tests.conftest import write_config
+from tests.support import http
 from tests.support.procs import Proc, abgate_cmd, free_port, poll_until, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restart_safety")]
@@ -47,7 +47,7 @@ def _cli(*args: str) -> None:
 
 
 def _served_version(base: str) -> int:
-    r = httpx.post(f"{base}/v1/chat/completions", timeout=10,
+    r = http.post(f"{base}/v1/chat/completions", timeout=10,
                    json={"model": "support", "messages": [{"role": "user", "content": "hi"}], "user": "u1"})
     assert r.status_code == 200, r.text
     return int(r.headers["x-abgate-config-version"])
@@ -88,7 +88,7 @@ def test_promote_rollback_rollout_then_restart_with_the_original_file_changes_no
     proc, base = start_gateway(tmp_path, cfg, state, *extra)
     gateways.append(proc)
     # promote through the admin API
-    r = httpx.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 0.8,
+    r = http.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 0.8,
                                                    "decision_id": "dec-1", "author": "ann"}, timeout=10)
     assert r.status_code == 200, r.text
     promoted = store.current()
@@ -150,7 +150,7 @@ def test_a_worker_killed_minus_9_is_respawned_without_writing_config(
     assert proc.popen is not None
     poll_until(lambda: len(_workers(proc.popen.pid)) == 2 and proc.output().count("Application startup complete") >= 2,
           "two workers")
-    r = httpx.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 1.0,
+    r = http.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 1.0,
                                                    "decision_id": "dec-9"}, timeout=10)
     assert r.status_code == 200, r.text
     store = cs.FileConfigStore(state)
@@ -180,7 +180,7 @@ def test_two_replicas_on_one_redis_restarting_one_keeps_the_others_change(
     gateways += [a, b]
     store = RedisConfigStore.from_url(url)
     assert store.latest_version() == 1  # B's identical file was not applied again
-    r = httpx.post(f"{base_a}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 0.8,
+    r = http.post(f"{base_a}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 0.8,
                                                      "decision_id": "dec-a"}, timeout=10)
     assert r.status_code == 200, r.text
     promoted = store.current()
@@ -209,7 +209,7 @@ def test_live_file_edits_keep_managed_weights_and_conflicting_edits_are_refused(
     cfg = write_config(tmp_path / "router.yaml", simulator)
     proc, base = start_gateway(tmp_path, cfg, state)
     gateways.append(proc)
-    r = httpx.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 1.0,
+    r = http.post(f"{base}/admin/promote", json={"route": "support", "arm": "treatment", "weight": 1.0,
                                                    "decision_id": "dec-5"}, timeout=10)
     assert r.status_code == 200
     store = cs.FileConfigStore(state)

@@ -11,6 +11,7 @@ import pytest
 from gateway import config as cfgmod
 from gateway.redis_store import RedisConfigStore
 from tests.conftest import write_config
+from tests.support import http
 from tests.support.gateway_helpers import start_upstream
 from tests.support.procs import Proc, poll_until, start_gateway
 
@@ -70,9 +71,9 @@ def test_rate_limit_shared_across_replicas(tmp_path: Path, redis_server: tuple[P
                 gw1 = gw
         body = {"model": "support", "messages": [{"role": "user", "content": "hi"}]}
         h = {"authorization": f"Bearer {key}"}
-        assert httpx.post(f"{gw0}/v1/chat/completions", json=body, headers=h, timeout=10).status_code == 200
-        assert httpx.post(f"{gw1}/v1/chat/completions", json=body, headers=h, timeout=10).status_code == 200
-        third = httpx.post(f"{gw0}/v1/chat/completions", json=body, headers=h, timeout=10)
+        assert http.post(f"{gw0}/v1/chat/completions", json=body, headers=h, timeout=10).status_code == 200
+        assert http.post(f"{gw1}/v1/chat/completions", json=body, headers=h, timeout=10).status_code == 200
+        third = http.post(f"{gw0}/v1/chat/completions", json=body, headers=h, timeout=10)
         assert third.status_code == 429 and int(third.headers["retry-after"]) >= 1
     finally:
         for p in procs:

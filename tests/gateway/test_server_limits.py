@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import http
 from tests.support.procs import Proc, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -153,7 +154,7 @@ def test_header_bomb_is_refused_while_reading(gateway: dict[str, Any]) -> None:
     assert answered and all(r.startswith(b"HTTP/1.1 431") for r in answered)
     assert json.loads(answered[0].split(b"\r\n\r\n", 1)[1])["error"]["code"] == "headers_too_large"
     assert _rss_kib(pid) - before < 64 * 1024  # < 64 MiB growth for 8 x 32 MiB attempts
-    assert httpx.get(f"{gateway['base']}/healthz", timeout=5).status_code == 200
+    assert http.get(f"{gateway['base']}/healthz", timeout=5).status_code == 200
 
 
 def test_a_body_that_never_finishes_is_timed_out(gateway: dict[str, Any]) -> None:
@@ -206,7 +207,7 @@ def test_slow_connections_past_the_file_descriptor_limit_do_not_lock_out_probes(
         wait_http(f"http://127.0.0.1:{port}/readyz", proc)
         socks = _open_slow(port, 700)  # > 512 file descriptors, and nothing times out meanwhile
         for _ in range(5):
-            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+            assert http.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
         closed, _ = _wait_closed(socks[:300], timeout=10)
         assert closed >= 300 - 256  # the oldest were closed to make room
     finally:

@@ -15,6 +15,7 @@ import pytest
 from gateway.config import ConfigError, parse_yaml, validate
 from gateway.variants import CompiledVariant, apply, check_resources, compile_variant, variant_id
 from tests.gateway.fewshot_helpers import write_export
+from tests.support import http
 from tests.support.gateway_helpers import event_for, start_upstream
 from tests.support.procs import free_port, start_gateway, start_simulator
 
@@ -164,7 +165,7 @@ default_upstream: rec
 
 
 def _last(up: str) -> dict[str, Any]:
-    doc = httpx.get(f"{up}/_last").json()
+    doc = http.get(f"{up}/_last").json()
     return json.loads(base64.b64decode(doc["body"]))
 
 
@@ -181,7 +182,7 @@ def test_a_real_gateway_sends_the_variant_to_the_upstream_and_logs_its_id(tmp_pa
         gw, base = start_gateway(tmp_path, cfg_path, state)
         client_msgs = [{"role": "system", "content": "client prompt"},
                        {"role": "user", "content": "my order 123 arrived broken, I want a refund"}]
-        r = httpx.post(f"{base}/v1/chat/completions", json={
+        r = http.post(f"{base}/v1/chat/completions", json={
             "model": "support", "user": "u-1", "messages": client_msgs, "temperature": 1.2,
             "max_completion_tokens": 500})
         assert r.status_code == 200, r.text
@@ -217,7 +218,7 @@ def test_a_real_gateway_sends_the_variant_to_the_upstream_and_logs_its_id(tmp_pa
         assert event_for(state, iid)["variant"] == ev["variant"]
 
         # an eval pin on the plain control arm: no overrides, the plain variant id, traffic eval
-        r = httpx.post(f"{base}/v1/chat/completions", headers={"x-abgate-arm": "control"}, json={
+        r = http.post(f"{base}/v1/chat/completions", headers={"x-abgate-arm": "control"}, json={
             "model": "support", "user": "u-1", "messages": client_msgs, "temperature": 1.2})
         assert r.status_code == 200 and r.headers["x-abgate-arm"] == "control"
         sent = _last(up)
@@ -227,7 +228,7 @@ def test_a_real_gateway_sends_the_variant_to_the_upstream_and_logs_its_id(tmp_pa
         assert pinned["fewshot"] is None
 
         # the embedding upstream is down: answered anyway, without examples, and the event says so
-        r = httpx.post(f"{base}/v1/chat/completions", json={
+        r = http.post(f"{base}/v1/chat/completions", json={
             "model": "embdown", "user": "u-3", "messages": client_msgs})
         assert r.status_code == 200, r.text
         assert _last(up)["messages"] == client_msgs

@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support import http
+
 pytestmark = pytest.mark.integration
 MODEL = "gpt-4o-mini-2024-07-18"
 ASK: list[Any] = [{"role": "user", "content": "hi"}]
@@ -27,7 +29,7 @@ RATE = ("x-ratelimit-limit-requests", "x-ratelimit-limit-tokens", "x-ratelimit-r
 def test_every_answer_has_request_id_and_rate_headers(sim_base: str, method: str, path: str, body: Any) -> None:
     ids = set()
     for _ in range(2):
-        r = httpx.request(method, sim_base + path, json=body)
+        r = http.request(method, sim_base + path, json=body)
         assert r.headers["x-request-id"].startswith("req_")
         ids.add(r.headers["x-request-id"])
         for h in RATE:
@@ -49,7 +51,7 @@ def test_rate_limited_model_answers_429_with_retry_after(client: openai.OpenAI, 
     assert err.value.response.headers["retry-after"] == "1"
     assert err.value.request_id and err.value.code == "rate_limit_exceeded"
     assert err.value.response.headers["x-ratelimit-remaining-requests"] == "0"
-    r = httpx.post(f"{sim_base}/v1/responses", json={"model": "gpt-rate-limited", "input": "x"},
+    r = http.post(f"{sim_base}/v1/responses", json={"model": "gpt-rate-limited", "input": "x"},
                    headers={"x-sim-retry-after": "7"})
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
 
@@ -72,8 +74,8 @@ def test_models_retrieve(client: openai.OpenAI) -> None:
 
 
 def test_stats_count_the_chat_requests_received(sim_base: str) -> None:
-    before = httpx.get(f"{sim_base}/_stats").json()["chat_requests"]
+    before = http.get(f"{sim_base}/_stats").json()["chat_requests"]
     for stream in (False, True):
-        httpx.post(f"{sim_base}/v1/chat/completions", json={"model": MODEL, "messages": ASK, "stream": stream})
-    httpx.post(f"{sim_base}/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"})
-    assert httpx.get(f"{sim_base}/v1/_stats").json()["chat_requests"] == before + 2
+        http.post(f"{sim_base}/v1/chat/completions", json={"model": MODEL, "messages": ASK, "stream": stream})
+    http.post(f"{sim_base}/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"})
+    assert http.get(f"{sim_base}/v1/_stats").json()["chat_requests"] == before + 2

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support import http
 from tests.support.procs import poll_until, start_simulator
 
 pytestmark = pytest.mark.integration
@@ -96,23 +97,23 @@ def test_ft_model_answers_better_than_base(client: openai.OpenAI) -> None:
 
 
 def test_forced_status_delay_and_errors(sim: str) -> None:
-    r = httpx.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}, headers={"x-sim-status": "503"})
+    r = http.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}, headers={"x-sim-status": "503"})
     assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
-    r = httpx.post(f"{sim}/v1/chat/completions", json={}, headers={"x-sim-status": "429"})
+    r = http.post(f"{sim}/v1/chat/completions", json={}, headers={"x-sim-status": "429"})
     assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["error"]["code"] == "rate_limit_exceeded"
-    r = httpx.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}, headers={"x-sim-delay-ms": "50"})
+    r = http.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}, headers={"x-sim-delay-ms": "50"})
     assert r.status_code == 200
-    r = httpx.post(f"{sim}/v1/chat/completions", content=b"{nope")
+    r = http.post(f"{sim}/v1/chat/completions", content=b"{nope")
     assert r.status_code == 400 and "parse" in r.json()["error"]["message"]
-    r = httpx.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": []})
+    r = http.post(f"{sim}/v1/chat/completions", json={"model": MODEL, "messages": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
-    r = httpx.get(f"{sim}/v1/nothing-here")
+    r = http.get(f"{sim}/v1/nothing-here")
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
 
 
 def test_echo_returns_the_raw_body_bytes(sim: str) -> None:
     raw = b'{"model":"x","messages":[{"role":"user","content":"h\\u00e9 \xc3\xa9"}],  "extra": [1, 2.50]}'
-    r = httpx.post(f"{sim}/v1/chat/completions", content=raw, headers={"x-sim-echo": "1"})
+    r = http.post(f"{sim}/v1/chat/completions", content=raw, headers={"x-sim-echo": "1"})
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"].encode() == raw
 
@@ -153,7 +154,7 @@ def test_sdk_embeddings(client: openai.OpenAI) -> None:
     assert len(vecs[0]) == 256 and r.usage.prompt_tokens > 0
     dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
     assert dot(vecs[0], vecs[1]) > 0.9 > dot(vecs[0], vecs[2])
-    floats = httpx.post(f"{client.base_url}embeddings", json={"model": "m", "input": "where is my order"}).json()
+    floats = http.post(f"{client.base_url}embeddings", json={"model": "m", "input": "where is my order"}).json()
     assert floats["data"][0]["embedding"] == pytest.approx(vecs[0], abs=1e-6)
 
 
@@ -190,7 +191,8 @@ def test_files_and_fine_tuning_job_to_success(client: openai.OpenAI) -> None:
     assert job.status == "validating_files" and job.user_provided_suffix == "support"
     done, seen = _wait(client, job.id)
     assert done.status == "succeeded" and done.error is None
-    assert {"validating_files", "succeeded"} <= seen
+    # polls see the states in between only when they land in them: on a busy machine they may not
+    assert "succeeded" in seen and seen <= {"validating_files", "queued", "running", "succeeded"}
     assert done.fine_tuned_model == f"ft:{MODEL}:abgate-sim:support:{job.id[6:14]}"
     assert done.hyperparameters.n_epochs == 3 and done.hyperparameters.batch_size == 1
     assert done.trained_tokens and done.trained_tokens > 0 and done.metadata == {"team": "cx"}
@@ -244,15 +246,15 @@ def test_fine_tuning_request_errors_and_cancel(client: openai.OpenAI) -> None:
 def test_error_rate_rate_limit_and_workers(tmp_path: Path) -> None:
     proc, base = start_simulator(tmp_path, "--error-rate", "1", "--error-status", "502")
     try:
-        r = httpx.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS})
+        r = http.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS})
         assert r.status_code == 502 and r.json()["error"]["type"] == "server_error"
-        assert httpx.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS},
+        assert http.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS},
                           headers={"x-sim-status": "200"}).status_code == 200
     finally:
         proc.stop()
     proc, base = start_simulator(tmp_path, "--rate-limit", "2")
     try:
-        codes = [httpx.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}).status_code
+        codes = [http.post(f"{base}/v1/chat/completions", json={"model": MODEL, "messages": MSGS}).status_code
                  for _ in range(10)]
         assert 429 in codes and 200 in codes
     finally:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import http
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -117,7 +119,7 @@ def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0) -> None
         if proc is not None and not proc.alive():
             raise RuntimeError(f"{proc.args} exited early:\n{proc.output()[-4000:]}")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 300:
+            if http.get(url, timeout=1.0).status_code < 300:
                 return
         except httpx.HTTPError as err:
             last = err

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from tests.support import http
 from tests.support.procs import ROOT, Proc, free_port, wait_http
 
 GRAFANA = ROOT / "grafana"
@@ -48,7 +48,7 @@ def start_prometheus(tmp: Path, targets: list[str], *, rule_files: tuple[Path, .
 
 
 def query(base: str, expr: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=10)
+    r = http.get(f"{base}/api/v1/query", params={"query": expr}, timeout=10)
     body = r.json()
     if r.status_code != 200 or body.get("status") != "success":
         raise AssertionError(f"query failed ({r.status_code}): {expr}\n{body}")

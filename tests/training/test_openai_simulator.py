@@ -6,13 +6,13 @@ import json
 import os
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from abgate.cli.main import app
 from gateway.config import parse_yaml
 from gateway.config_store import FileConfigStore
+from tests.support import http
 from tests.support.procs import start_simulator
 from tests.training.test_service import CONFIG, _write_archive
 from training.registry import Registry
@@ -25,7 +25,7 @@ def test_archive_to_new_arm_through_simulator(tmp_path: Path, monkeypatch: pytes
         pytest.skip("the simulator (python -m simulator) is not built yet")
     proc, base = start_simulator(tmp_path)
     try:
-        if httpx.get(f"{base}/v1/fine_tuning/jobs").status_code == 404:
+        if http.get(f"{base}/v1/fine_tuning/jobs").status_code == 404:
             pytest.skip("the simulator has no fine-tuning endpoints yet")
         monkeypatch.setenv("OPENAI_BASE_URL", f"{base}/v1")
         monkeypatch.setenv("OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", "sk-sim"))

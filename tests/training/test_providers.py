@@ -22,6 +22,7 @@ import respx
 from typer.testing import CliRunner
 
 from abgate.cli.main import app
+from tests.support import http
 from tests.support.procs import start_simulator
 from tests.training.fakes import (
     AZURE_ENDPOINT,
@@ -79,12 +80,11 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     name = request.param
     with contextlib.ExitStack() as stack:
         if name == "openai":
-            import httpx
 
             base = request.getfixturevalue("simulator")
             env = {"OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEY": "sk-sim"}
             h = Harness(name, "gpt-4o-mini-2024-07-18", state, env=env,
-                        uploads=lambda: len(httpx.get(f"{base}/v1/files").json()["data"]))
+                        uploads=lambda: len(http.get(f"{base}/v1/files").json()["data"]))
         elif name == "azure":
             api = FakeAPI()
             mock_azure(stack.enter_context(respx.mock(assert_all_called=False)), api)
