@@ -122,7 +122,9 @@ def test_redis_outage_mid_run_loses_and_duplicates_nothing(tmp_path: Path, simul
         rproc.stop()  # Redis down: the gateway keeps serving on its last good config and spools
         more = traffic(base, 10, 10)
         ids, fed = ids + more[0], fed + more[1]
-        assert list((state / "spool").glob("*.jsonl")), "events must be spooled while Redis is down"
+        # the sink writes on its flush interval: the failed write to Redis lands in the spool shortly after
+        poll_until(lambda: bool(list((state / "spool").glob("*.jsonl"))), "events spooled while Redis is down",
+                   timeout=20, interval=0.05)
         assert http.get(f"{base}/readyz").status_code == 200  # the spool is durable storage
         rproc, _ = start_redis(tmp_path, port=port)
         more = traffic(base, 20, 10)
